@@ -1,0 +1,59 @@
+//! Run policies shared by every run mode.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::progress::Progress;
+
+/// What a run does when a task panics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PanicPolicy {
+    /// The panic is a failure like any other: the run stops at once (in every
+    /// mode, even collect-all and streams), drains, and then re-raises the
+    /// original payload in the caller with [`std::panic::resume_unwind`].
+    /// When several tasks panic, the first one observed is re-raised. The
+    /// default, as `std::thread::scope` and rayon do.
+    #[default]
+    Propagate,
+    /// The panic becomes [`TaskError::Panicked`](crate::TaskError::Panicked),
+    /// which names the task and keeps the payload. A fail-fast run stops on
+    /// it like on an error; a collect-all run reports it and goes on.
+    AsError,
+}
+
+/// The default concurrency limit of an async run.
+///
+/// 64: async tasks mostly wait on I/O, so the limit bounds open connections,
+/// file descriptors and memory rather than CPU. 64 overlaps enough waits to
+/// saturate typical backends while staying below common connection-pool and
+/// `ulimit -n` sizes; it is also the figure the benchmarks use.
+pub const DEFAULT_LIMIT: usize = 64;
+
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) limit: usize,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) deadline: Option<Duration>,
+    pub(crate) grace: Duration,
+    pub(crate) external: Option<CancellationToken>,
+    pub(crate) panics: PanicPolicy,
+    pub(crate) progress: Option<Progress>,
+    pub(crate) lanes: Option<usize>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            limit: DEFAULT_LIMIT,
+            timeout: None,
+            deadline: None,
+            grace: Duration::ZERO,
+            external: None,
+            panics: PanicPolicy::Propagate,
+            progress: None,
+            lanes: None,
+        }
+    }
+}

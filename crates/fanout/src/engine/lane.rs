@@ -1,0 +1,216 @@
+//! One lane: a tokio task that pulls inputs while it has free slots and
+//! drives its task futures.
+
+use std::future::{poll_fn, Future};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Poll;
+
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use tokio::sync::Notify;
+
+use super::task::{attempts, Done, Task};
+use super::{Env, Reason, Shared};
+use crate::config::PanicPolicy;
+use crate::ctx::TaskCtx;
+use crate::retry::RetryPolicy;
+use crate::source::Source;
+
+/// Where a lane delivers finished tasks.
+pub(crate) trait Collector<K, T, E>: Send + 'static {
+    /// One finished task. `seq` is set for genuine failures: their global
+    /// observation number, and whether this failure stopped the run.
+    fn push(&mut self, done: Done<K, T, E>, seq: Option<(usize, bool)>);
+
+    /// For streams: the slots held by results the consumer has not taken yet.
+    fn slots(&self) -> Option<&LaneSlots> {
+        None
+    }
+
+    /// Called once, after the lane's last delivery.
+    fn close(&mut self) {}
+}
+
+/// A lane's slots held by delivered-but-unconsumed stream results, and the
+/// signal the consumer gives when it frees some.
+#[derive(Debug, Default)]
+pub(crate) struct LaneSlots {
+    pub(crate) held: AtomicUsize,
+    pub(crate) freed: Notify,
+}
+
+enum Event<D> {
+    Done(D),
+    Stop,
+    GraceOver,
+    SlotFreed,
+}
+
+/// Pulls inputs while the lane has free slots and the run has not stopped,
+/// drives the tasks, delivers their outcomes, and on a stop waits up to the
+/// grace period before dropping (aborting) what still runs.
+pub(crate) async fn lane<S, F, Fut, T, E, R, C>(
+    shared: Arc<Shared<S>>,
+    env: Arc<Env<F, R>>,
+    cap: usize,
+    mut sink: C,
+) -> C
+where
+    S: Source,
+    F: Fn(TaskCtx<S::Key>, S::Item) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<T, E>> + Send + 'static,
+    T: Send + 'static,
+    E: Send + 'static,
+    R: RetryPolicy<S::Item, E>,
+    C: Collector<S::Key, T, E>,
+{
+    // The contexts of this lane's tasks share one `Arc` of the token, so that
+    // building a context touches a lane-local counter only.
+    let token = Arc::new(shared.token.clone());
+    let aborted = Mutex::new(Vec::new());
+    let progress = env.progress.as_ref();
+    let mut tasks = FuturesUnordered::new();
+    let mut cancelled = pin!(token.cancelled());
+    let mut grace = pin!(None::<tokio::time::Sleep>);
+    let mut stopping = false;
+    let mut exhausted = false;
+    loop {
+        if !stopping && shared.is_stopped() {
+            stopping = true;
+            if env.grace.is_zero() {
+                tasks.clear();
+            } else {
+                grace.set(Some(tokio::time::sleep(env.grace)));
+            }
+        }
+        let held = sink.slots().map_or(0, |s| s.held.load(Ordering::Acquire));
+        let free = cap.saturating_sub(tasks.len() + held);
+        if !stopping && !exhausted && free > 0 {
+            let mut pull = shared.pull.lock().unwrap_or_else(PoisonError::into_inner);
+            for _ in 0..free {
+                if pull.exhausted {
+                    exhausted = true;
+                    break;
+                }
+                // Checked under the lock, so no input is pulled after a stop
+                // that another lane made visible before we took it.
+                if shared.is_stopped() {
+                    break;
+                }
+                let index = pull.next_index;
+                let next = catch_unwind(AssertUnwindSafe(|| pull.source.next(index)));
+                let (key, item) = match next {
+                    Ok(Some(pair)) => pair,
+                    Ok(None) => {
+                        pull.exhausted = true;
+                        exhausted = true;
+                        break;
+                    }
+                    Err(p) => {
+                        pull.exhausted = true;
+                        exhausted = true;
+                        shared
+                            .source_panic
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .get_or_insert(p);
+                        shared.stop(Reason::Source);
+                        break;
+                    }
+                };
+                pull.next_index += 1;
+                let span = S::task_span(&env.span, index, &key);
+                let body = attempts(&env, &token, &shared.stopped, index, key.clone(), item);
+                tasks.push(Task::new(
+                    index,
+                    key,
+                    body,
+                    &shared.stopped,
+                    &aborted,
+                    progress,
+                    span,
+                ));
+            }
+        }
+        if tasks.is_empty() && (exhausted || stopping) {
+            break;
+        }
+        let blocked_on_consumer = free == 0 && held > 0;
+        let event = {
+            let slots = sink.slots().filter(|_| blocked_on_consumer);
+            let mut freed = pin!(async move {
+                match slots {
+                    Some(s) => s.freed.notified().await,
+                    None => std::future::pending().await,
+                }
+            });
+            poll_fn(|cx| {
+                if let Poll::Ready(Some(done)) = tasks.poll_next_unpin(cx) {
+                    return Poll::Ready(Event::Done(done));
+                }
+                if !stopping && cancelled.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Event::Stop);
+                }
+                if let Some(g) = grace.as_mut().as_pin_mut() {
+                    if g.poll(cx).is_ready() {
+                        return Poll::Ready(Event::GraceOver);
+                    }
+                }
+                if freed.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Event::SlotFreed);
+                }
+                Poll::Pending
+            })
+            .await
+        };
+        match event {
+            Event::Done(done) => deliver(&shared, &env, &mut sink, done),
+            Event::Stop => {
+                // Woken by the token without a stop reason set: the external
+                // token was cancelled.
+                shared.stop(Reason::External);
+            }
+            Event::GraceOver => {
+                grace.set(None);
+                tasks.clear();
+            }
+            Event::SlotFreed => {}
+        }
+        let dropped = std::mem::take(&mut *aborted.lock().unwrap_or_else(PoisonError::into_inner));
+        for done in dropped {
+            deliver(&shared, &env, &mut sink, done);
+        }
+    }
+    drop(tasks);
+    let dropped = std::mem::take(&mut *aborted.lock().unwrap_or_else(PoisonError::into_inner));
+    for done in dropped {
+        deliver(&shared, &env, &mut sink, done);
+    }
+    sink.close();
+    sink
+}
+
+fn deliver<S, F, R, K, T, E, C>(
+    shared: &Shared<S>,
+    env: &Env<F, R>,
+    sink: &mut C,
+    done: Done<K, T, E>,
+) where
+    C: Collector<K, T, E>,
+{
+    if let Some(p) = &env.progress {
+        p.finished_task(&done.2);
+    }
+    let seq = match &done.2 {
+        Err(e) if e.is_genuine() => {
+            let seq = shared.failure_seq.fetch_add(1, Ordering::Relaxed);
+            let stops =
+                env.stop_on_failure || (e.is_panic() && env.panics == PanicPolicy::Propagate);
+            Some((seq, stops && shared.stop(Reason::Failure)))
+        }
+        _ => None,
+    };
+    sink.push(done, seq);
+}

@@ -1,0 +1,353 @@
+//! The async engine: a few lanes pull inputs from a shared source and each
+//! drives up to its share of the limit of task futures.
+//!
+//! Why lanes and not one tokio task per input: spawning costs about 550 ns
+//! per task on the project's 2-core machine (`docs/BENCHMARKS.md`), which is
+//! the whole budget of a trivial task. A lane is one spawned tokio task that
+//! polls its task futures through a `FuturesUnordered`, so starting a task
+//! costs one allocation and no cross-thread wake-up. There is one lane per
+//! runtime worker thread (never more than the limit), so the work is still
+//! spread over every core; the limit is split between lanes, so the number of
+//! live task bodies never exceeds it. The price: tasks of one lane are polled
+//! by one thread, so a task that blocks its thread stalls its lane-mates.
+//! Blocking work belongs on a blocking pool.
+
+mod lane;
+mod task;
+
+use std::any::Any;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Span;
+
+pub(crate) use lane::{lane, Collector, LaneSlots};
+pub(crate) use task::Done;
+
+use crate::config::{Config, PanicPolicy};
+use crate::error::{Failure, TaskError};
+use crate::progress::Progress;
+use crate::report::Stop;
+use crate::source::Source;
+
+/// Why a run stopped; the first writer wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Reason {
+    /// A genuine failure under fail-fast, or a panic under `Propagate`.
+    Failure = 1,
+    /// The external token.
+    External = 2,
+    /// The run's deadline.
+    Deadline = 3,
+    /// The input iterator panicked.
+    Source = 4,
+    /// A stream's consumer called `cancel` or dropped it.
+    Consumer = 5,
+}
+
+impl Reason {
+    fn from_u8(v: u8) -> Option<Self> {
+        Some(match v {
+            1 => Self::Failure,
+            2 => Self::External,
+            3 => Self::Deadline,
+            4 => Self::Source,
+            5 => Self::Consumer,
+            _ => return None,
+        })
+    }
+
+    pub(crate) fn as_stop(self) -> Stop {
+        match self {
+            Self::Deadline => Stop::DeadlineExceeded,
+            Self::Failure => Stop::Panicked,
+            _ => Stop::Cancelled,
+        }
+    }
+}
+
+/// The input, pulled under a lock by whichever lane has a free slot.
+pub(crate) struct Pull<S> {
+    pub(crate) source: S,
+    pub(crate) next_index: usize,
+    pub(crate) exhausted: bool,
+}
+
+/// State shared by the lanes and the caller.
+pub(crate) struct Shared<S> {
+    pub(crate) pull: Mutex<Pull<S>>,
+    /// Set once when the run stops: no task body starts after a lane reads it.
+    pub(crate) stopped: AtomicBool,
+    reason: AtomicU8,
+    /// Cancelled when the run stops; tasks see it through their context.
+    pub(crate) token: CancellationToken,
+    /// Orders genuine failures across lanes, so that "others" are listed in
+    /// the order they were observed and the first panic is the one re-raised.
+    pub(crate) failure_seq: AtomicUsize,
+    pub(crate) source_panic: Mutex<Option<Box<dyn Any + Send>>>,
+}
+
+impl<S> Shared<S> {
+    pub(crate) fn new(source: S, token: CancellationToken) -> Self {
+        Self {
+            pull: Mutex::new(Pull {
+                source,
+                next_index: 0,
+                exhausted: false,
+            }),
+            stopped: AtomicBool::new(false),
+            reason: AtomicU8::new(0),
+            token,
+            failure_seq: AtomicUsize::new(0),
+            source_panic: Mutex::new(None),
+        }
+    }
+
+    /// Stops the run; returns `true` if this call decided the reason.
+    pub(crate) fn stop(&self, reason: Reason) -> bool {
+        let won = self
+            .reason
+            .compare_exchange(0, reason as u8, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        self.stopped.store(true, Ordering::Release);
+        self.token.cancel();
+        won
+    }
+
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn reason(&self) -> Option<Reason> {
+        Reason::from_u8(self.reason.load(Ordering::Acquire))
+    }
+
+    pub(crate) fn take_source_panic(&self) -> Option<Box<dyn Any + Send>> {
+        self.source_panic
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+}
+
+/// What every lane of a run shares and never changes.
+pub(crate) struct Env<F, R> {
+    pub(crate) f: F,
+    pub(crate) retry: R,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) grace: Duration,
+    /// Fail-fast: a genuine failure stops the run.
+    pub(crate) stop_on_failure: bool,
+    pub(crate) panics: PanicPolicy,
+    pub(crate) progress: Option<Progress>,
+    pub(crate) span: Span,
+}
+
+/// The lane count and each lane's share of the limit.
+pub(crate) fn lane_caps(cfg: &Config) -> Vec<usize> {
+    let workers = cfg.lanes.unwrap_or_else(|| {
+        tokio::runtime::Handle::try_current()
+            .map(|h| h.metrics().num_workers())
+            .unwrap_or(1)
+    });
+    let lanes = workers.clamp(1, cfg.limit);
+    let (base, extra) = (cfg.limit / lanes, cfg.limit % lanes);
+    (0..lanes).map(|i| base + usize::from(i < extra)).collect()
+}
+
+/// Connects the run's token to the external one, if any.
+pub(crate) fn run_token(cfg: &Config) -> CancellationToken {
+    match &cfg.external {
+        Some(t) => t.child_token(),
+        None => CancellationToken::new(),
+    }
+}
+
+/// Everything the lanes of a collecting (non-stream) run produced.
+pub(crate) struct Collected<K, T, E> {
+    /// Successful tasks, unordered.
+    pub(crate) ok: Vec<(usize, K, T)>,
+    /// Genuine failures with their observation sequence number, unordered.
+    pub(crate) failures: Vec<(usize, Failure<K, E>)>,
+    /// The sequence number of the failure that stopped the run, if one did.
+    pub(crate) root: Option<usize>,
+    /// Cancelled and not-started tasks that had been pulled, unordered.
+    pub(crate) stopped: Vec<(usize, K, TaskError<E>)>,
+}
+
+impl<K, T, E> Default for Collected<K, T, E> {
+    fn default() -> Self {
+        Self {
+            ok: Vec::new(),
+            failures: Vec::new(),
+            root: None,
+            stopped: Vec::new(),
+        }
+    }
+}
+
+impl<K: Send + 'static, T: Send + 'static, E: Send + 'static> Collector<K, T, E>
+    for Collected<K, T, E>
+{
+    fn push(&mut self, done: Done<K, T, E>, seq: Option<(usize, bool)>) {
+        let (index, key, outcome) = done;
+        match outcome {
+            Ok(v) => self.ok.push((index, key, v)),
+            Err(error) => match seq {
+                Some((seq, root)) => {
+                    if root {
+                        self.root = Some(seq);
+                    }
+                    self.failures.push((seq, Failure { index, key, error }));
+                }
+                None => self.stopped.push((index, key, error)),
+            },
+        }
+    }
+}
+
+impl<K, T, E> Collected<K, T, E> {
+    fn merge(&mut self, other: Self) {
+        self.ok.extend(other.ok);
+        self.failures.extend(other.failures);
+        self.root = self.root.or(other.root);
+        self.stopped.extend(other.stopped);
+    }
+
+    /// Removes the first panic observed (for `PanicPolicy::Propagate`).
+    pub(crate) fn take_first_panic(&mut self) -> Option<crate::error::Panic> {
+        let pos = self
+            .failures
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, f))| f.error.is_panic())
+            .min_by_key(|(_, (seq, _))| *seq)
+            .map(|(i, _)| i)?;
+        match self.failures.swap_remove(pos).1.error {
+            TaskError::Panicked(p) => Some(p),
+            _ => unreachable!("filtered on is_panic"),
+        }
+    }
+}
+
+/// What the caller gets back after the lanes are joined.
+pub(crate) struct Joined<S, K, T, E> {
+    pub(crate) collected: Collected<K, T, E>,
+    pub(crate) shared: Arc<Shared<S>>,
+}
+
+/// Runs the lanes of a collecting run to completion and joins them.
+///
+/// Returns only when every lane, and so every task, has finished or been
+/// dropped. Re-raises a panic of the input iterator or of a lane itself.
+pub(crate) async fn collect<S, F, Fut, T, E, R>(
+    source: S,
+    cfg: Config,
+    retry: R,
+    f: F,
+    stop_on_failure: bool,
+    span: Span,
+) -> Joined<S, S::Key, T, E>
+where
+    S: Source,
+    F: Fn(crate::TaskCtx<S::Key>, S::Item) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<T, E>> + Send + 'static,
+    T: Send + 'static,
+    E: Send + 'static,
+    R: crate::retry::RetryPolicy<S::Item, E>,
+{
+    if let Some(p) = &cfg.progress {
+        p.set_total(source.exact_len());
+    }
+    let shared = Arc::new(Shared::new(source, run_token(&cfg)));
+    let caps = lane_caps(&cfg);
+    let env = Arc::new(Env {
+        f,
+        retry,
+        timeout: cfg.timeout,
+        grace: cfg.grace,
+        stop_on_failure,
+        panics: cfg.panics,
+        progress: cfg.progress.clone(),
+        span,
+    });
+    let mut lanes = JoinSet::new();
+    for cap in caps {
+        lanes.spawn(lane(shared.clone(), env.clone(), cap, Collected::default()));
+    }
+    let mut collected = Collected::default();
+    let mut lane_panic = None;
+    let deadline = cfg.deadline.map(tokio::time::sleep);
+    tokio::pin!(deadline);
+    loop {
+        let joined = tokio::select! {
+            biased;
+            j = lanes.join_next() => j,
+            () = async { deadline.as_mut().as_pin_mut().expect("guarded").await }, if deadline.is_some() && !shared.is_stopped() => {
+                shared.stop(Reason::Deadline);
+                continue;
+            }
+        };
+        match joined {
+            None => break,
+            Some(Ok(c)) => collected.merge(c),
+            Some(Err(e)) => {
+                // A lane only panics on a bug of ours or in a `Debug` of a key;
+                // stop the others and re-raise once they are joined.
+                shared.stop(Reason::Failure);
+                if let Ok(p) = e.try_into_panic() {
+                    lane_panic.get_or_insert(p);
+                }
+            }
+        }
+    }
+    if let Some(p) = shared.take_source_panic() {
+        std::panic::resume_unwind(p);
+    }
+    if let Some(p) = lane_panic {
+        std::panic::resume_unwind(p);
+    }
+    if let Some(p) = &cfg.progress {
+        p.finish();
+    }
+    Joined { collected, shared }
+}
+
+/// After a stop, the inputs that were never pulled: counted, and their keys
+/// kept when `keep` is set.
+pub(crate) fn drain_rest<S: Source>(
+    shared: &Shared<S>,
+    keep: bool,
+) -> (usize, Vec<(usize, S::Key)>) {
+    let mut pull = shared.pull.lock().unwrap_or_else(PoisonError::into_inner);
+    if pull.exhausted {
+        return (0, Vec::new());
+    }
+    pull.exhausted = true;
+    if !keep {
+        if let Some(n) = pull.source.exact_len() {
+            return (n, Vec::new());
+        }
+    }
+    let mut keys = Vec::new();
+    let mut n = 0;
+    let start = pull.next_index;
+    let source = &mut pull.source;
+    let drained = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        while let Some((key, _item)) = source.next(start + n) {
+            if keep {
+                keys.push((start + n, key));
+            }
+            n += 1;
+        }
+    }));
+    if let Err(p) = drained {
+        drop(pull);
+        std::panic::resume_unwind(p);
+    }
+    (n, keys)
+}

@@ -1,0 +1,208 @@
+//! One task: its attempts, and the wrapper that catches its panics and
+//! reports it when it is aborted.
+
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+
+use pin_project_lite::pin_project;
+use tokio_util::sync::CancellationToken;
+use tracing::Span;
+
+use super::Env;
+use crate::ctx::TaskCtx;
+use crate::error::{Panic, TaskError};
+use crate::progress::Progress;
+use crate::retry::RetryPolicy;
+
+/// A finished task: its index, key and outcome.
+pub(crate) type Done<K, T, E> = (usize, K, Result<T, TaskError<E>>);
+
+/// Runs the attempts of one task: calls the task function, applies the
+/// per-attempt timeout and the retry policy. Returns the outcome and the
+/// number of attempts made.
+pub(crate) async fn attempts<K, I, T, E, F, Fut, R>(
+    env: &Env<F, R>,
+    token: &Arc<CancellationToken>,
+    stopped: &AtomicBool,
+    index: usize,
+    key: K,
+    item: I,
+) -> (Result<T, TaskError<E>>, u32)
+where
+    K: Clone,
+    F: Fn(TaskCtx<K>, I) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    R: RetryPolicy<I, E>,
+{
+    let max = env.retry.max_attempts();
+    let mut item = Some(item);
+    let mut key = Some(key);
+    let mut attempt = 1;
+    loop {
+        let last = attempt >= max;
+        let ctx = TaskCtx {
+            index,
+            key: if last {
+                key.take().expect("key present until the last attempt")
+            } else {
+                key.clone().expect("key present until the last attempt")
+            },
+            attempt,
+            token: token.clone(),
+        };
+        let fut = (env.f)(ctx, R::item_for_attempt(&mut item, last));
+        let res = match env.timeout {
+            None => fut.await.map_err(TaskError::Failed),
+            Some(d) => match tokio::time::timeout(d, fut).await {
+                Ok(r) => r.map_err(TaskError::Failed),
+                Err(_) => Err(TaskError::TimedOut(d)),
+            },
+        };
+        let err = match res {
+            Ok(v) => return (Ok(v), attempt),
+            Err(e) => e,
+        };
+        if last || stopped.load(Ordering::Acquire) {
+            return (Err(err), attempt);
+        }
+        let Some(delay) = env.retry.retry_after(attempt, &err) else {
+            return (Err(err), attempt);
+        };
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = token.cancelled() => return (Err(err), attempt),
+        }
+        attempt += 1;
+    }
+}
+
+/// Drops a task's body in place, catching a panic from its destructor.
+fn drop_body<B>(body: Pin<&mut Option<B>>) -> Option<Panic> {
+    let mut body = body;
+    catch_unwind(AssertUnwindSafe(move || body.set(None)))
+        .err()
+        .map(Panic::new)
+}
+
+pin_project! {
+    /// Wraps a task's body so that:
+    /// - the body is never polled once the run has stopped before its first
+    ///   poll (the task is then "not started");
+    /// - a panic while polling or dropping the body becomes the task's outcome;
+    /// - a task dropped before completion (aborted) reports itself as
+    ///   cancelled or not started through the lane's `aborted` list, so that
+    ///   every input still gets exactly one outcome.
+    pub(crate) struct Task<'a, K, T, E, B> {
+        index: usize,
+        key: Option<K>,
+        started: bool,
+        #[pin]
+        body: Option<B>,
+        stopped: &'a AtomicBool,
+        aborted: &'a Mutex<Vec<Done<K, T, E>>>,
+        progress: Option<&'a Progress>,
+        span: Span,
+    }
+
+    impl<'a, K, T, E, B> PinnedDrop for Task<'a, K, T, E, B> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            let Some(key) = this.key.take() else { return };
+            let _entered = this.span.enter();
+            let outcome = match drop_body(this.body) {
+                Some(p) => TaskError::Panicked(p),
+                None if *this.started => TaskError::Cancelled,
+                None => TaskError::NotStarted,
+            };
+            this.span.record("task.outcome", outcome.kind());
+            this.aborted
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push((*this.index, key, Err(outcome)));
+        }
+    }
+}
+
+impl<'a, K, T, E, B> Task<'a, K, T, E, B> {
+    pub(crate) fn new(
+        index: usize,
+        key: K,
+        body: B,
+        stopped: &'a AtomicBool,
+        aborted: &'a Mutex<Vec<Done<K, T, E>>>,
+        progress: Option<&'a Progress>,
+        span: Span,
+    ) -> Self {
+        Self {
+            index,
+            key: Some(key),
+            started: false,
+            body: Some(body),
+            stopped,
+            aborted,
+            progress,
+            span,
+        }
+    }
+}
+
+impl<K, T, E, B> Future for Task<'_, K, T, E, B>
+where
+    B: Future<Output = (Result<T, TaskError<E>>, u32)>,
+{
+    type Output = Done<K, T, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let _entered = this.span.enter();
+        if !*this.started {
+            if this.stopped.load(Ordering::Acquire) {
+                let outcome = match drop_body(this.body.as_mut()) {
+                    Some(p) => TaskError::Panicked(p),
+                    None => TaskError::NotStarted,
+                };
+                this.span.record("task.outcome", outcome.kind());
+                let key = this.key.take().expect("task polled after completion");
+                return Poll::Ready((*this.index, key, Err(outcome)));
+            }
+            *this.started = true;
+            if let Some(p) = this.progress {
+                p.started();
+            }
+        }
+        let body = this.body.as_mut();
+        let polled = catch_unwind(AssertUnwindSafe(move || {
+            body.as_pin_mut()
+                .expect("task polled after completion")
+                .poll(cx)
+        }));
+        let mut outcome = match polled {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready((outcome, attempts))) => {
+                this.span.record("task.attempt", attempts);
+                outcome
+            }
+            Err(payload) => Err(TaskError::Panicked(Panic::new(payload))),
+        };
+        // Drop the body here, not later inside the lane, so that a panicking
+        // destructor is reported as this task's panic.
+        if let Some(p) = drop_body(this.body.as_mut()) {
+            if !matches!(outcome, Err(TaskError::Panicked(_))) {
+                outcome = Err(TaskError::Panicked(p));
+            }
+        }
+        this.span.record(
+            "task.outcome",
+            match &outcome {
+                Ok(_) => "ok",
+                Err(e) => e.kind(),
+            },
+        );
+        let key = this.key.take().expect("task polled after completion");
+        Poll::Ready((*this.index, key, outcome))
+    }
+}

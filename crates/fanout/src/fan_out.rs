@@ -1,0 +1,503 @@
+//! The run builder and its three run modes.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::config::{Config, PanicPolicy};
+use crate::ctx::TaskCtx;
+use crate::engine::{self, Collected, Reason};
+use crate::error::{Cause, Error, TaskError};
+use crate::progress::Progress;
+use crate::report::{Counts, Report};
+use crate::retry::{NoRetry, Retry, RetryPolicy};
+use crate::source::{Indexed, Keyed, Source};
+use crate::stream::{Order, TaskStream};
+
+/// Starts building a run over unkeyed inputs: a `Vec`, a slice's iterator, a
+/// range, any iterator. Results are indexed: `out[i]` belongs to input `i`.
+///
+/// Inputs are pulled lazily, one at a time, only when a slot is free: the
+/// iterator is never collected up front. It must be `Send + 'static` because
+/// the lanes, which run on the runtime's worker threads, pull from it.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let lengths = fanout::fan_out(vec!["a", "bb", "ccc"])
+///     .limit(2)
+///     .run(|_ctx, s| async move { Ok::<_, std::convert::Infallible>(s.len()) })
+///     .await
+///     .unwrap();
+/// assert_eq!(lengths, [1, 2, 3]);
+/// # }
+/// ```
+pub fn fan_out<I>(items: I) -> FanOut<Indexed<I::IntoIter>>
+where
+    I: IntoIterator,
+    I::IntoIter: Send + 'static,
+    I::Item: Send + 'static,
+{
+    FanOut::new(Indexed(items.into_iter()))
+}
+
+/// Starts building a run over keyed inputs: a `HashMap`, a `BTreeMap`, a
+/// `Vec` of pairs, any iterator of `(key, item)`. Results and errors carry the
+/// keys: one result per input, in input order (the map's iteration order).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use std::collections::BTreeMap;
+///
+/// let pages = BTreeMap::from([("home", "/"), ("about", "/about")]);
+/// let sizes = fanout::fan_out_keyed(pages)
+///     .run(|_ctx, path| async move { Ok::<_, std::convert::Infallible>(path.len()) })
+///     .await
+///     .unwrap();
+/// assert_eq!(sizes, [("about", 6), ("home", 1)]);
+/// # }
+/// ```
+pub fn fan_out_keyed<I, K, V>(items: I) -> FanOut<Keyed<I::IntoIter>>
+where
+    I: IntoIterator<Item = (K, V)>,
+    I::IntoIter: Send + 'static,
+    K: Clone + std::fmt::Debug + Send + Sync + 'static,
+    V: Send + 'static,
+{
+    FanOut::new(Keyed(items.into_iter()))
+}
+
+/// A run being configured: its input, policies and retry policy.
+///
+/// Made by [`fan_out`] or [`fan_out_keyed`]; consumed by one of the run
+/// modes, which differ in what they return:
+///
+/// | method | stops on the first failure | returns |
+/// |---|---|---|
+/// | [`run`](FanOut::run) | yes (fail-fast) | `Result<Vec<T>, Error>` in input order (keyed: `Vec<(K, T)>`) |
+/// | [`run_all`](FanOut::run_all) | no (collect-all) | a [`Report`] with one outcome per input |
+/// | [`stream`](FanOut::stream) | no; drop or cancel it to stop | a [`TaskStream`] of outcomes as they complete, or in input order |
+///
+/// Every mode guarantees:
+/// - **no orphans**: when the returned future completes (by any path, panics
+///   included) every task has finished or been dropped; dropping the future
+///   (or the stream) cancels the run's token and aborts every task;
+/// - **bounded**: at most `limit` task bodies are alive at once, retries and
+///   timeouts included, and inputs are pulled only when a slot is free;
+/// - **one outcome per input**: ok, failed, panicked, timed out, cancelled
+///   or not started;
+/// - **spans**: a `fanout.run` span, child of the caller's current span, and
+///   one `fanout.task` span per task (fields `task.index`, `task.key` for
+///   keyed input, `task.attempt`, `task.outcome`), closed before the run's.
+///
+/// Cost per task, measured by `crates/fanout-bench` (see
+/// `docs/BENCHMARKS.md`): see the crate docs' "Speed" section.
+///
+/// The builder is consuming: each setter returns the updated builder.
+#[must_use = "a FanOut does nothing until one of its run methods is awaited"]
+#[derive(Debug)]
+pub struct FanOut<S, R = NoRetry> {
+    source: S,
+    cfg: Config,
+    retry: R,
+}
+
+impl<S: Source> FanOut<S, NoRetry> {
+    fn new(source: S) -> Self {
+        Self {
+            source,
+            cfg: Config::default(),
+            retry: NoRetry,
+        }
+    }
+}
+
+impl<S: Source, R> FanOut<S, R> {
+    /// The most task bodies alive at once. Default [`DEFAULT_LIMIT`](crate::DEFAULT_LIMIT) (64).
+    ///
+    /// # Panics
+    /// If `limit` is 0: a run that may run nothing would hang, so it is
+    /// rejected here, when the run is built.
+    #[track_caller]
+    pub fn limit(mut self, limit: usize) -> Self {
+        assert!(
+            limit > 0,
+            "fanout: limit(0) would never run a task; use a limit of at least 1"
+        );
+        self.cfg.limit = limit;
+        self
+    }
+
+    /// A time limit for each attempt of each task, counted from the moment
+    /// the attempt starts running (time spent waiting for a slot excluded).
+    /// A task over it ends with [`TaskError::TimedOut`]: a genuine failure,
+    /// retried by a [`Retry`] policy. Default: none.
+    ///
+    /// Needs a runtime with the time driver enabled.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.cfg.timeout = Some(timeout);
+        self
+    }
+
+    /// A time limit for the whole run, counted from its first poll. When it
+    /// passes, the run stops as on a cancellation: no new task starts, the
+    /// token is cancelled, running tasks get the grace period and are then
+    /// aborted. [`run`](FanOut::run) returns an [`Error`] whose cause is
+    /// [`Cause::DeadlineExceeded`]; [`run_all`](FanOut::run_all) reports the
+    /// tasks it stopped as cancelled or not started. Default: none.
+    ///
+    /// Needs a runtime with the time driver enabled.
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.cfg.deadline = Some(deadline);
+        self
+    }
+
+    /// Stops the run when `token` is cancelled (the run watches a child
+    /// token, so cancelling the run never cancels `token`). Default: none.
+    pub fn cancel_on(mut self, token: &CancellationToken) -> Self {
+        self.cfg.external = Some(token.clone());
+        self
+    }
+
+    /// How long running tasks may go on after the run's token is cancelled
+    /// before they are aborted (dropped at their next await point). Tasks
+    /// that finish within it keep their results. Default: zero (abort at
+    /// once, as `JoinSet` does).
+    pub fn grace(mut self, grace: Duration) -> Self {
+        self.cfg.grace = grace;
+        self
+    }
+
+    /// What a panicking task does to the run. Default
+    /// [`PanicPolicy::Propagate`].
+    pub fn panics(mut self, policy: PanicPolicy) -> Self {
+        self.cfg.panics = policy;
+        self
+    }
+
+    /// Keeps `progress` up to date while the run goes. Default: none.
+    pub fn progress(mut self, progress: &Progress) -> Self {
+        self.cfg.progress = Some(progress.clone());
+        self
+    }
+
+    /// The number of lanes (tokio tasks that drive the task futures).
+    /// Default: one per runtime worker thread, at most `limit`. Mostly for
+    /// tests and benchmarks.
+    #[track_caller]
+    pub fn lanes(mut self, lanes: usize) -> Self {
+        assert!(
+            lanes > 0,
+            "fanout: lanes(0) would never run a task; use at least 1"
+        );
+        self.cfg.lanes = Some(lanes);
+        self
+    }
+
+    /// Retries failed attempts as `policy` says. Requires `Item: Clone`.
+    pub fn retry<P>(self, policy: Retry<P>) -> FanOut<S, Retry<P>> {
+        FanOut {
+            source: self.source,
+            cfg: self.cfg,
+            retry: policy,
+        }
+    }
+
+    fn run_span(&self, mode: &'static str) -> tracing::Span {
+        tracing::info_span!(
+            "fanout.run",
+            fanout.mode = mode,
+            fanout.limit = self.cfg.limit,
+            fanout.outcome = tracing::field::Empty,
+        )
+    }
+
+    /// Runs every task, never stopping on a failure, and reports exactly one
+    /// outcome per input, in input order.
+    ///
+    /// The run stops early only when the external token is cancelled, the
+    /// deadline passes, or (under [`PanicPolicy::Propagate`]) a task panics;
+    /// then running tasks are cancelled (after the grace period), and every
+    /// input left is reported as [`TaskError::NotStarted`] — so the input
+    /// must be finite.
+    ///
+    /// # Panics
+    /// Re-raises, after every task has been dropped, the first task panic
+    /// observed under [`PanicPolicy::Propagate`], or a panic of the input
+    /// iterator. Panics if called outside a tokio runtime.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let report = fanout::fan_out(1..=4)
+    ///     .run_all(|_ctx, n| async move { if n % 2 == 0 { Err(n) } else { Ok(n * 10) } })
+    ///     .await;
+    /// assert_eq!(report.counts().succeeded, 2);
+    /// assert_eq!(report.counts().failed, 2);
+    /// assert!(matches!(report.outcomes()[1], (1, Err(fanout::TaskError::Failed(2)))));
+    /// # }
+    /// ```
+    pub async fn run_all<T, E, F, Fut>(self, f: F) -> Report<S::Key, T, E>
+    where
+        F: Fn(TaskCtx<S::Key>, S::Item) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: Send + 'static,
+        R: RetryPolicy<S::Item, E>,
+    {
+        let span = self.run_span("all");
+        let progress = self.cfg.progress.clone();
+        let panics = self.cfg.panics;
+        let inner = span.clone();
+        async move {
+            let span = inner;
+            let joined =
+                engine::collect(self.source, self.cfg, self.retry, f, false, span.clone()).await;
+            let mut c = joined.collected;
+            if panics == PanicPolicy::Propagate {
+                if let Some(p) = c.take_first_panic() {
+                    span.record("fanout.outcome", "panic");
+                    p.resume();
+                }
+            }
+            let (not_started, rest) = engine::drain_rest(&joined.shared, true);
+            if let Some(p) = &progress {
+                p.add_not_started(not_started);
+                p.finish();
+            }
+            let total = c.ok.len() + c.failures.len() + c.stopped.len() + rest.len();
+            let mut slots: Vec<Option<(S::Key, Result<T, TaskError<E>>)>> =
+                Vec::with_capacity(total);
+            slots.resize_with(total, || None);
+            for (i, k, v) in c.ok {
+                slots[i] = Some((k, Ok(v)));
+            }
+            for (_, f) in c.failures {
+                slots[f.index] = Some((f.key, Err(f.error)));
+            }
+            for (i, k, e) in c.stopped {
+                slots[i] = Some((k, Err(e)));
+            }
+            for (i, k) in rest {
+                slots[i] = Some((k, Err(TaskError::NotStarted)));
+            }
+            let outcomes = slots
+                .into_iter()
+                .map(|s| s.expect("fanout: every input has exactly one outcome"))
+                .collect();
+            let stopped_by = joined.shared.reason().map(Reason::as_stop);
+            let report = Report::new(outcomes, stopped_by);
+            span.record(
+                "fanout.outcome",
+                if report.is_success() { "ok" } else { "partial" },
+            );
+            report
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Runs tasks and hands their outcomes over as a [`TaskStream`], in the
+    /// given [`Order`]. A failure does not stop the stream; drop it, or call
+    /// [`TaskStream::cancel`], to stop.
+    ///
+    /// Memory stays O(limit) whatever the number of inputs: a result waiting
+    /// to be taken holds its task's slot, so a slow consumer slows the
+    /// starting of new tasks, never the polling of running ones.
+    ///
+    /// # Panics
+    /// Panics if called outside a tokio runtime.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use futures_util::StreamExt;
+    /// use fanout::Order;
+    ///
+    /// let mut results = fanout::fan_out(0..100)
+    ///     .limit(8)
+    ///     .stream(Order::Input, |_ctx, n| async move { Ok::<_, std::convert::Infallible>(n * 2) });
+    /// let mut sum = 0;
+    /// while let Some((index, outcome)) = results.next().await {
+    ///     assert_eq!(outcome.unwrap(), index * 2);
+    ///     sum += index;
+    /// }
+    /// assert_eq!(sum, 4950);
+    /// # }
+    /// ```
+    pub fn stream<T, E, F, Fut>(self, order: Order, f: F) -> TaskStream<S::Key, T, E>
+    where
+        F: Fn(TaskCtx<S::Key>, S::Item) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: Send + 'static,
+        R: RetryPolicy<S::Item, E>,
+    {
+        let span = self.run_span(match order {
+            Order::Completion => "stream",
+            Order::Input => "stream_ordered",
+        });
+        TaskStream::start(self.source, self.cfg, self.retry, f, order, span)
+    }
+
+    async fn run_failfast<T, E, F, Fut>(
+        self,
+        f: F,
+    ) -> Result<Vec<(usize, S::Key, T)>, Error<S::Key, E>>
+    where
+        F: Fn(TaskCtx<S::Key>, S::Item) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: Send + 'static,
+        R: RetryPolicy<S::Item, E>,
+    {
+        let span = self.run_span("fail_fast");
+        let progress = self.cfg.progress.clone();
+        let panics = self.cfg.panics;
+        let inner = span.clone();
+        async move {
+            let joined =
+                engine::collect(self.source, self.cfg, self.retry, f, true, inner.clone()).await;
+            let mut c: Collected<_, _, _> = joined.collected;
+            if panics == PanicPolicy::Propagate {
+                if let Some(p) = c.take_first_panic() {
+                    inner.record("fanout.outcome", "panic");
+                    p.resume();
+                }
+            }
+            let reason = joined.shared.reason();
+            if reason.is_none() && c.failures.is_empty() && c.stopped.is_empty() {
+                if let Some(p) = &progress {
+                    p.finish();
+                }
+                inner.record("fanout.outcome", "ok");
+                return Ok(c.ok);
+            }
+            let (not_started, _) = engine::drain_rest(&joined.shared, false);
+            if let Some(p) = &progress {
+                p.add_not_started(not_started);
+                p.finish();
+            }
+            let mut counts = Counts {
+                succeeded: c.ok.len(),
+                not_started,
+                ..Counts::default()
+            };
+            for (_, f) in &c.failures {
+                counts.add_error(&f.error);
+            }
+            for (_, _, e) in &c.stopped {
+                counts.add_error(e);
+            }
+            c.failures.sort_by_key(|(seq, _)| *seq);
+            let root = c.root;
+            let mut cause = None;
+            let mut others = Vec::with_capacity(c.failures.len());
+            for (seq, f) in c.failures {
+                if Some(seq) == root {
+                    cause = Some(Cause::Task(f));
+                } else {
+                    others.push(f);
+                }
+            }
+            let cause = cause.unwrap_or(match reason {
+                Some(Reason::Deadline) => Cause::DeadlineExceeded,
+                _ => Cause::Cancelled,
+            });
+            inner.record("fanout.outcome", "error");
+            Err(Error::new(cause, others, counts))
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+impl<I, R> FanOut<Indexed<I>, R>
+where
+    Indexed<I>: Source<Key = usize>,
+{
+    /// Runs the tasks fail-fast and returns their results in input order:
+    /// `out[i]` is the result of input `i`, whatever order tasks finish in.
+    ///
+    /// On the first genuine failure observed (an `Err`, a panic, a timeout) —
+    /// or when the external token is cancelled or the deadline passes — no
+    /// new task starts, the run's token is cancelled, running tasks get the
+    /// grace period and are then aborted, and the error names the root cause
+    /// with its task's index; tasks that were only cancelled never pose as
+    /// the cause. Failures are observed in completion order, so the cause is
+    /// the first to *fail*, not the lowest index.
+    ///
+    /// The future returns only once every task has finished or been dropped.
+    /// Dropping it cancels the token and aborts every task.
+    ///
+    /// # Errors
+    /// An [`Error`] with the root cause, the other genuine failures, and the
+    /// count of each outcome (inputs never pulled count as not started).
+    ///
+    /// # Panics
+    /// Under [`PanicPolicy::Propagate`] (the default) the first task panic is
+    /// re-raised with its original payload after every task has been
+    /// dropped; a panic of the input iterator likewise. Panics if called
+    /// outside a tokio runtime.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let err = fanout::fan_out(0..10)
+    ///     .run(|_ctx, n| async move { if n == 3 { Err("three") } else { Ok(n) } })
+    ///     .await
+    ///     .unwrap_err();
+    /// assert_eq!(err.key(), Some(&3));
+    /// assert_eq!(err.task_error(), Some(&"three"));
+    /// # }
+    /// ```
+    pub async fn run<T, E, F, Fut>(self, f: F) -> Result<Vec<T>, Error<usize, E>>
+    where
+        F: Fn(TaskCtx<usize>, <Indexed<I> as Source>::Item) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: Send + 'static,
+        R: RetryPolicy<<Indexed<I> as Source>::Item, E>,
+    {
+        let ok = self.run_failfast(f).await?;
+        Ok(in_input_order(ok).map(|(_, v)| v).collect())
+    }
+}
+
+impl<I, K, V, R> FanOut<Keyed<I>, R>
+where
+    Keyed<I>: Source<Key = K, Item = V>,
+{
+    /// Runs the tasks fail-fast and returns `(key, result)` pairs in input
+    /// order, exactly one per input. Collect them into a map if you like.
+    ///
+    /// Semantics as for the unkeyed [`run`](FanOut::run), with errors naming
+    /// the task's key.
+    ///
+    /// # Errors
+    /// An [`Error`] with the root cause and its key.
+    ///
+    /// # Panics
+    /// As the unkeyed `run`.
+    pub async fn run<T, E, F, Fut>(self, f: F) -> Result<Vec<(K, T)>, Error<K, E>>
+    where
+        F: Fn(TaskCtx<K>, V) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: Send + 'static,
+        R: RetryPolicy<V, E>,
+    {
+        let ok = self.run_failfast(f).await?;
+        Ok(in_input_order(ok).collect())
+    }
+}
+
+/// Places results by index: O(n), no sort.
+fn in_input_order<K, T>(ok: Vec<(usize, K, T)>) -> impl Iterator<Item = (K, T)> {
+    let mut slots: Vec<Option<(K, T)>> = Vec::with_capacity(ok.len());
+    slots.resize_with(ok.len(), || None);
+    for (i, k, v) in ok {
+        slots[i] = Some((k, v));
+    }
+    slots
+        .into_iter()
+        .map(|s| s.expect("fanout: a successful run has a result for every input"))
+}

@@ -1,0 +1,343 @@
+//! Results as a stream: as they complete, or in input order.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures_core::Stream;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tracing::Span;
+
+use crate::config::{Config, PanicPolicy};
+use crate::ctx::TaskCtx;
+use crate::engine::{self, Collector, Done, Env, LaneSlots, Reason, Shared};
+use crate::error::{Panic, TaskError};
+use crate::progress::Progress;
+use crate::retry::RetryPolicy;
+use crate::source::Source;
+
+/// The order in which a [`TaskStream`] yields outcomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Order {
+    /// As tasks finish. No head-of-line blocking.
+    #[default]
+    Completion,
+    /// In input order, through a reorder window of `limit` entries: a result
+    /// that finished ahead of an earlier input waits, holding its task's
+    /// slot, so a slow early task delays later starts, as `buffered(limit)`
+    /// does, and memory stays O(limit).
+    Input,
+}
+
+/// The stop handle of a running stream, with the input type erased.
+trait RunControl: Send + Sync {
+    fn stop(&self, reason: Reason);
+    fn take_source_panic(&self) -> Option<Box<dyn std::any::Any + Send>>;
+}
+
+impl<S: Send> RunControl for Shared<S> {
+    fn stop(&self, reason: Reason) {
+        Shared::stop(self, reason);
+    }
+
+    fn take_source_panic(&self) -> Option<Box<dyn std::any::Any + Send>> {
+        Shared::take_source_panic(self)
+    }
+}
+
+struct StreamSink<K, T, E> {
+    tx: Option<mpsc::UnboundedSender<(usize, Done<K, T, E>)>>,
+    lane: usize,
+    slots: Arc<[LaneSlots]>,
+}
+
+impl<K: Send + 'static, T: Send + 'static, E: Send + 'static> Collector<K, T, E>
+    for StreamSink<K, T, E>
+{
+    fn push(&mut self, done: Done<K, T, E>, _seq: Option<(usize, bool)>) {
+        self.slots[self.lane].held.fetch_add(1, Ordering::AcqRel);
+        // The receiver is gone only when the stream was dropped, and then
+        // this lane is being aborted: the outcome has nobody to go to.
+        if let Some(tx) = &self.tx {
+            let _ = tx.send((self.lane, done));
+        }
+    }
+
+    fn close(&mut self) {
+        // The stream ends when the channel closes, so every lane lets go of
+        // its sender as soon as it is done.
+        self.tx = None;
+    }
+
+    fn slots(&self) -> Option<&LaneSlots> {
+        Some(&self.slots[self.lane])
+    }
+}
+
+/// Outcomes of a running [`FanOut::stream`](crate::FanOut::stream), each as
+/// `(key, outcome)` (the key is the index for unkeyed input).
+///
+/// - Every task that started yields exactly one outcome; inputs never pulled
+///   yield nothing, so the input may be endless.
+/// - A failure does not stop the stream. [`cancel`](TaskStream::cancel)
+///   stops it gracefully (no new start, token cancelled, grace, abort; the
+///   remaining outcomes, `Cancelled` ones included, are still yielded);
+///   dropping it stops it at once, aborting every task.
+/// - Under [`PanicPolicy::Propagate`] a task panic stops the run; the stream
+///   yields nothing more, waits until every task is dropped, then re-raises
+///   the panic from `next`.
+/// - The stream ends (`None`) only once every task and lane has finished.
+///
+/// # Cancel safety
+/// [`next`](TaskStream::next) and `Stream::poll_next` are cancel safe: an
+/// outcome is removed only when it is returned.
+#[must_use = "a TaskStream runs its tasks only while it is polled or alive; dropping it aborts them"]
+pub struct TaskStream<K, T, E> {
+    rx: mpsc::UnboundedReceiver<(usize, Done<K, T, E>)>,
+    lanes: JoinSet<StreamSink<K, T, E>>,
+    slots: Arc<[LaneSlots]>,
+    control: Arc<dyn RunControl>,
+    reorder: Option<Reorder<K, T, E>>,
+    panics: PanicPolicy,
+    panicked: Option<Panic>,
+    lane_panic: Option<Box<dyn std::any::Any + Send>>,
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    progress: Option<Progress>,
+    closed: bool,
+    finished: bool,
+    _span: Span,
+}
+
+struct Reorder<K, T, E> {
+    next: usize,
+    buf: VecDeque<Option<(usize, K, Result<T, TaskError<E>>)>>,
+}
+
+impl<K, T, E> Reorder<K, T, E> {
+    fn insert(&mut self, lane: usize, (index, key, outcome): Done<K, T, E>) {
+        let at = index - self.next;
+        if at >= self.buf.len() {
+            self.buf.resize_with(at + 1, || None);
+        }
+        self.buf[at] = Some((lane, key, outcome));
+    }
+
+    fn pop(&mut self) -> Option<(usize, K, Result<T, TaskError<E>>)> {
+        if !matches!(self.buf.front(), Some(Some(_))) {
+            return None;
+        }
+        self.next += 1;
+        self.buf.pop_front().flatten()
+    }
+}
+
+impl<K, T, E> TaskStream<K, T, E>
+where
+    K: Send + 'static,
+    T: Send + 'static,
+    E: Send + 'static,
+{
+    pub(crate) fn start<S, F, Fut, R>(
+        source: S,
+        cfg: Config,
+        retry: R,
+        f: F,
+        order: Order,
+        span: Span,
+    ) -> Self
+    where
+        S: Source<Key = K>,
+        F: Fn(TaskCtx<K>, S::Item) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+        R: RetryPolicy<S::Item, E>,
+    {
+        if let Some(p) = &cfg.progress {
+            p.set_total(source.exact_len());
+        }
+        let shared = Arc::new(Shared::new(source, engine::run_token(&cfg)));
+        let caps = engine::lane_caps(&cfg);
+        let slots: Arc<[LaneSlots]> = caps.iter().map(|_| LaneSlots::default()).collect();
+        let env = Arc::new(Env {
+            f,
+            retry,
+            timeout: cfg.timeout,
+            grace: cfg.grace,
+            stop_on_failure: false,
+            panics: cfg.panics,
+            progress: cfg.progress.clone(),
+            span: span.clone(),
+        });
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut lanes = JoinSet::new();
+        for (lane, cap) in caps.into_iter().enumerate() {
+            let sink = StreamSink {
+                tx: Some(tx.clone()),
+                lane,
+                slots: slots.clone(),
+            };
+            lanes.spawn(engine::lane(shared.clone(), env.clone(), cap, sink));
+        }
+        Self {
+            rx,
+            lanes,
+            slots,
+            control: shared,
+            reorder: (order == Order::Input).then(|| Reorder {
+                next: 0,
+                buf: VecDeque::new(),
+            }),
+            panics: cfg.panics,
+            panicked: None,
+            lane_panic: None,
+            deadline: cfg.deadline.map(|d| Box::pin(tokio::time::sleep(d))),
+            progress: cfg.progress,
+            closed: false,
+            finished: false,
+            _span: span,
+        }
+    }
+
+    /// The next outcome, or `None` once every task has finished.
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn next(&mut self) -> Option<(K, Result<T, TaskError<E>>)> {
+        poll_fn(|cx| self.poll_outcome(cx)).await
+    }
+
+    /// Stops the run: no new task starts, the token is cancelled, running
+    /// tasks get the grace period and are then aborted. The outcomes of the
+    /// tasks that had started are still yielded; then the stream ends.
+    pub fn cancel(&self) {
+        self.control.stop(Reason::Consumer);
+    }
+
+    fn release(&self, lane: usize) {
+        let s = &self.slots[lane];
+        s.held.fetch_sub(1, Ordering::AcqRel);
+        s.freed.notify_one();
+    }
+
+    fn poll_outcome(&mut self, cx: &mut Context<'_>) -> Poll<Option<(K, Result<T, TaskError<E>>)>> {
+        if self.finished {
+            return Poll::Ready(None);
+        }
+        if let Some(d) = &mut self.deadline {
+            if d.as_mut().poll(cx).is_ready() {
+                self.deadline = None;
+                self.control.stop(Reason::Deadline);
+            }
+        }
+        loop {
+            if self.panicked.is_none() {
+                if let Some((lane, key, outcome)) = self.reorder.as_mut().and_then(Reorder::pop) {
+                    self.release(lane);
+                    return Poll::Ready(Some((key, outcome)));
+                }
+            }
+            if !self.closed {
+                match self.rx.poll_recv(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Some((lane, done))) => {
+                        if self.panicked.is_some() {
+                            self.release(lane);
+                            continue;
+                        }
+                        if self.panics == PanicPolicy::Propagate {
+                            if let Err(TaskError::Panicked(_)) = &done.2 {
+                                self.release(lane);
+                                self.control.stop(Reason::Failure);
+                                if let Err(TaskError::Panicked(p)) = done.2 {
+                                    self.panicked = Some(p);
+                                }
+                                continue;
+                            }
+                        }
+                        match &mut self.reorder {
+                            Some(r) => r.insert(lane, done),
+                            None => {
+                                self.release(lane);
+                                return Poll::Ready(Some((done.1, done.2)));
+                            }
+                        }
+                        continue;
+                    }
+                    Poll::Ready(None) => self.closed = true,
+                }
+            }
+            // Every lane has dropped its sender: join them, so that the
+            // stream ends only when no task and no lane is left.
+            loop {
+                match self.lanes.poll_join_next(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(None) => break,
+                    Poll::Ready(Some(Ok(_))) => {}
+                    Poll::Ready(Some(Err(e))) => {
+                        if let Ok(p) = e.try_into_panic() {
+                            self.lane_panic.get_or_insert(p);
+                        }
+                    }
+                }
+            }
+            if self.panicked.is_none() && self.lane_panic.is_none() {
+                if let Some((lane, key, outcome)) = self.reorder.as_mut().and_then(Reorder::pop) {
+                    self.release(lane);
+                    return Poll::Ready(Some((key, outcome)));
+                }
+            }
+            self.finished = true;
+            if let Some(p) = &self.progress {
+                p.finish();
+            }
+            if let Some(p) = self.control.take_source_panic() {
+                std::panic::resume_unwind(p);
+            }
+            if let Some(p) = self.lane_panic.take() {
+                std::panic::resume_unwind(p);
+            }
+            if let Some(p) = self.panicked.take() {
+                p.resume();
+            }
+            return Poll::Ready(None);
+        }
+    }
+}
+
+impl<K, T, E> Stream for TaskStream<K, T, E>
+where
+    K: Send + 'static,
+    T: Send + 'static,
+    E: Send + 'static,
+{
+    type Item = (K, Result<T, TaskError<E>>);
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().poll_outcome(cx)
+    }
+}
+
+// No field is ever pinned structurally: the `Sleep` is boxed.
+impl<K, T, E> Unpin for TaskStream<K, T, E> {}
+
+impl<K, T, E> Drop for TaskStream<K, T, E> {
+    fn drop(&mut self) {
+        // Cancel first so that tasks watching the token see it; dropping the
+        // `JoinSet` then aborts the lanes, which drops every task.
+        self.control.stop(Reason::Consumer);
+    }
+}
+
+impl<K, T, E> fmt::Debug for TaskStream<K, T, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskStream")
+            .field("lanes", &self.lanes.len())
+            .field("ordered", &self.reorder.is_some())
+            .field("finished", &self.finished)
+            .finish_non_exhaustive()
+    }
+}
