@@ -11,6 +11,9 @@ use sync_wrapper::SyncWrapper;
 
 use crate::report::Counts;
 
+/// The outcome of one task: its value, or why it has none.
+pub type Outcome<T, E> = Result<T, TaskError<E>>;
+
 /// Why one task did not produce a value.
 ///
 /// Every input of a run ends with exactly one outcome: `Ok(value)` or one of

@@ -266,25 +266,20 @@ impl<S: Source, R> FanOut<S, R> {
                 p.finish();
             }
             let total = c.ok.len() + c.failures.len() + c.stopped.len() + rest.len();
-            let mut slots: Vec<Option<(S::Key, Result<T, TaskError<E>>)>> =
-                Vec::with_capacity(total);
-            slots.resize_with(total, || None);
-            for (i, k, v) in c.ok {
-                slots[i] = Some((k, Ok(v)));
-            }
-            for (_, f) in c.failures {
-                slots[f.index] = Some((f.key, Err(f.error)));
-            }
-            for (i, k, e) in c.stopped {
-                slots[i] = Some((k, Err(e)));
-            }
-            for (i, k) in rest {
-                slots[i] = Some((k, Err(TaskError::NotStarted)));
-            }
-            let outcomes = slots
-                .into_iter()
-                .map(|s| s.expect("fanout: every input has exactly one outcome"))
-                .collect();
+            let entries =
+                c.ok.into_iter()
+                    .map(|(i, k, v)| (i, (k, Ok(v))))
+                    .chain(
+                        c.failures
+                            .into_iter()
+                            .map(|(_, f)| (f.index, (f.key, Err(f.error)))),
+                    )
+                    .chain(c.stopped.into_iter().map(|(i, k, e)| (i, (k, Err(e)))))
+                    .chain(
+                        rest.into_iter()
+                            .map(|(i, k)| (i, (k, Err(TaskError::NotStarted)))),
+                    );
+            let outcomes = in_input_order(total, entries);
             let stopped_by = joined.shared.reason().map(Reason::as_stop);
             let report = Report::new(outcomes, stopped_by);
             span.record(
@@ -458,7 +453,10 @@ where
         R: RetryPolicy<<Indexed<I> as Source>::Item, E>,
     {
         let ok = self.run_failfast(f).await?;
-        Ok(in_input_order(ok).map(|(_, v)| v).collect())
+        Ok(in_input_order(
+            ok.len(),
+            ok.into_iter().map(|(i, _, v)| (i, v)),
+        ))
     }
 }
 
@@ -486,18 +484,22 @@ where
         R: RetryPolicy<V, E>,
     {
         let ok = self.run_failfast(f).await?;
-        Ok(in_input_order(ok).collect())
+        Ok(in_input_order(
+            ok.len(),
+            ok.into_iter().map(|(i, k, v)| (i, (k, v))),
+        ))
     }
 }
 
-/// Places results by index: O(n), no sort.
-fn in_input_order<K, T>(ok: Vec<(usize, K, T)>) -> impl Iterator<Item = (K, T)> {
-    let mut slots: Vec<Option<(K, T)>> = Vec::with_capacity(ok.len());
-    slots.resize_with(ok.len(), || None);
-    for (i, k, v) in ok {
-        slots[i] = Some((k, v));
+/// Places `n` entries, one per index in `0..n`, by index: O(n), no sort.
+fn in_input_order<X>(n: usize, entries: impl Iterator<Item = (usize, X)>) -> Vec<X> {
+    let mut slots: Vec<Option<X>> = Vec::with_capacity(n);
+    slots.resize_with(n, || None);
+    for (i, x) in entries {
+        slots[i] = Some(x);
     }
     slots
         .into_iter()
-        .map(|s| s.expect("fanout: a successful run has a result for every input"))
+        .map(|s| s.expect("fanout: every input has exactly one outcome"))
+        .collect()
 }

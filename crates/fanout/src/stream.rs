@@ -16,7 +16,7 @@ use tracing::Span;
 use crate::config::{Config, PanicPolicy};
 use crate::ctx::TaskCtx;
 use crate::engine::{self, Collector, Done, Env, LaneSlots, Reason, Shared};
-use crate::error::{Panic, TaskError};
+use crate::error::{Outcome, Panic, TaskError};
 use crate::progress::Progress;
 use crate::retry::RetryPolicy;
 use crate::source::Source;
@@ -50,8 +50,13 @@ impl<S: Send> RunControl for Shared<S> {
     }
 }
 
+/// A finished task as a lane sends it: the lane's number and the task.
+type FromLane<K, T, E> = (usize, Done<K, T, E>);
+/// A finished task waiting in the reorder window: lane, key, outcome.
+type FromLaneOrdered<K, T, E> = (usize, K, Outcome<T, E>);
+
 struct StreamSink<K, T, E> {
-    tx: Option<mpsc::UnboundedSender<(usize, Done<K, T, E>)>>,
+    tx: Option<mpsc::UnboundedSender<FromLane<K, T, E>>>,
     lane: usize,
     slots: Arc<[LaneSlots]>,
 }
@@ -98,7 +103,7 @@ impl<K: Send + 'static, T: Send + 'static, E: Send + 'static> Collector<K, T, E>
 /// outcome is removed only when it is returned.
 #[must_use = "a TaskStream runs its tasks only while it is polled or alive; dropping it aborts them"]
 pub struct TaskStream<K, T, E> {
-    rx: mpsc::UnboundedReceiver<(usize, Done<K, T, E>)>,
+    rx: mpsc::UnboundedReceiver<FromLane<K, T, E>>,
     lanes: JoinSet<StreamSink<K, T, E>>,
     slots: Arc<[LaneSlots]>,
     control: Arc<dyn RunControl>,
@@ -115,7 +120,7 @@ pub struct TaskStream<K, T, E> {
 
 struct Reorder<K, T, E> {
     next: usize,
-    buf: VecDeque<Option<(usize, K, Result<T, TaskError<E>>)>>,
+    buf: VecDeque<Option<FromLaneOrdered<K, T, E>>>,
 }
 
 impl<K, T, E> Reorder<K, T, E> {
@@ -127,7 +132,7 @@ impl<K, T, E> Reorder<K, T, E> {
         self.buf[at] = Some((lane, key, outcome));
     }
 
-    fn pop(&mut self) -> Option<(usize, K, Result<T, TaskError<E>>)> {
+    fn pop(&mut self) -> Option<FromLaneOrdered<K, T, E>> {
         if !matches!(self.buf.front(), Some(Some(_))) {
             return None;
         }
@@ -206,7 +211,7 @@ where
     ///
     /// # Cancel safety
     /// Cancel safe.
-    pub async fn next(&mut self) -> Option<(K, Result<T, TaskError<E>>)> {
+    pub async fn next(&mut self) -> Option<(K, Outcome<T, E>)> {
         poll_fn(|cx| self.poll_outcome(cx)).await
     }
 
@@ -223,7 +228,7 @@ where
         s.freed.notify_one();
     }
 
-    fn poll_outcome(&mut self, cx: &mut Context<'_>) -> Poll<Option<(K, Result<T, TaskError<E>>)>> {
+    fn poll_outcome(&mut self, cx: &mut Context<'_>) -> Poll<Option<(K, Outcome<T, E>)>> {
         if self.finished {
             return Poll::Ready(None);
         }
@@ -314,7 +319,7 @@ where
     T: Send + 'static,
     E: Send + 'static,
 {
-    type Item = (K, Result<T, TaskError<E>>);
+    type Item = (K, Outcome<T, E>);
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.get_mut().poll_outcome(cx)
