@@ -33,7 +33,9 @@ pub const DEFAULT_LIMIT: usize = 64;
 
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
-    pub(crate) limit: usize,
+    /// `None`: the mode's default ([`DEFAULT_LIMIT`] for async runs, the
+    /// number of CPUs for blocking runs).
+    pub(crate) limit: Option<usize>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) deadline: Option<Duration>,
     pub(crate) grace: Duration,
@@ -43,10 +45,22 @@ pub(crate) struct Config {
     pub(crate) lanes: Option<usize>,
 }
 
+impl Config {
+    pub(crate) fn async_limit(&self) -> usize {
+        self.limit.unwrap_or(DEFAULT_LIMIT)
+    }
+
+    pub(crate) fn blocking_limit(&self) -> usize {
+        self.limit.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        })
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
-            limit: DEFAULT_LIMIT,
+            limit: None,
             timeout: None,
             deadline: None,
             grace: Duration::ZERO,

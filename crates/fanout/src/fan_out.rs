@@ -8,12 +8,12 @@ use tracing::Instrument;
 
 use crate::config::{Config, PanicPolicy};
 use crate::ctx::TaskCtx;
-use crate::engine::{self, Collected, Reason};
-use crate::error::{Cause, Error, TaskError};
+use crate::engine;
+use crate::error::Error;
 use crate::progress::Progress;
-use crate::report::{Counts, Report};
+use crate::report::Report;
 use crate::retry::{NoRetry, Retry, RetryPolicy};
-use crate::source::{Indexed, Keyed, Source};
+use crate::source::{Indexed, Input, Keyed, Source};
 use crate::stream::{Order, TaskStream};
 
 /// Starts building a run over unkeyed inputs: a `Vec`, a slice's iterator, a
@@ -36,8 +36,6 @@ use crate::stream::{Order, TaskStream};
 pub fn fan_out<I>(items: I) -> FanOut<Indexed<I::IntoIter>>
 where
     I: IntoIterator,
-    I::IntoIter: Send + 'static,
-    I::Item: Send + 'static,
 {
     FanOut::new(Indexed(items.into_iter()))
 }
@@ -61,9 +59,7 @@ where
 pub fn fan_out_keyed<I, K, V>(items: I) -> FanOut<Keyed<I::IntoIter>>
 where
     I: IntoIterator<Item = (K, V)>,
-    I::IntoIter: Send + 'static,
-    K: Clone + std::fmt::Debug + Send + Sync + 'static,
-    V: Send + 'static,
+    K: Clone + std::fmt::Debug,
 {
     FanOut::new(Keyed(items.into_iter()))
 }
@@ -103,7 +99,7 @@ pub struct FanOut<S, R = NoRetry> {
     retry: R,
 }
 
-impl<S: Source> FanOut<S, NoRetry> {
+impl<S> FanOut<S, NoRetry> {
     fn new(source: S) -> Self {
         Self {
             source,
@@ -113,8 +109,11 @@ impl<S: Source> FanOut<S, NoRetry> {
     }
 }
 
-impl<S: Source, R> FanOut<S, R> {
-    /// The most task bodies alive at once. Default [`DEFAULT_LIMIT`](crate::DEFAULT_LIMIT) (64).
+impl<S, R> FanOut<S, R> {
+    /// The most task bodies alive at once. Default: [`DEFAULT_LIMIT`](crate::DEFAULT_LIMIT)
+    /// (64) for async runs; for blocking runs, the number of CPUs
+    /// (`std::thread::available_parallelism`), which is also the number of
+    /// threads they use.
     ///
     /// # Panics
     /// If `limit` is 0: a run that may run nothing would hang, so it is
@@ -125,13 +124,13 @@ impl<S: Source, R> FanOut<S, R> {
             limit > 0,
             "fanout: limit(0) would never run a task; use a limit of at least 1"
         );
-        self.cfg.limit = limit;
+        self.cfg.limit = Some(limit);
         self
     }
 
     /// A time limit for each attempt of each task, counted from the moment
     /// the attempt starts running (time spent waiting for a slot excluded).
-    /// A task over it ends with [`TaskError::TimedOut`]: a genuine failure,
+    /// A task over it ends with [`TaskError::TimedOut`](crate::TaskError::TimedOut): a genuine failure,
     /// retried by a [`Retry`] policy. Default: none.
     ///
     /// Needs a runtime with the time driver enabled.
@@ -144,7 +143,7 @@ impl<S: Source, R> FanOut<S, R> {
     /// passes, the run stops as on a cancellation: no new task starts, the
     /// token is cancelled, running tasks get the grace period and are then
     /// aborted. [`run`](FanOut::run) returns an [`Error`] whose cause is
-    /// [`Cause::DeadlineExceeded`]; [`run_all`](FanOut::run_all) reports the
+    /// [`Cause::DeadlineExceeded`](crate::Cause::DeadlineExceeded); [`run_all`](FanOut::run_all) reports the
     /// tasks it stopped as cancelled or not started. Default: none.
     ///
     /// Needs a runtime with the time driver enabled.
@@ -204,22 +203,28 @@ impl<S: Source, R> FanOut<S, R> {
         }
     }
 
-    fn run_span(&self, mode: &'static str) -> tracing::Span {
+    pub(crate) fn into_parts(self) -> (S, Config, R) {
+        (self.source, self.cfg, self.retry)
+    }
+
+    pub(crate) fn run_span(&self, mode: &'static str, limit: usize) -> tracing::Span {
         tracing::info_span!(
             "fanout.run",
             fanout.mode = mode,
-            fanout.limit = self.cfg.limit,
+            fanout.limit = limit,
             fanout.outcome = tracing::field::Empty,
         )
     }
+}
 
+impl<S: Source, R> FanOut<S, R> {
     /// Runs every task, never stopping on a failure, and reports exactly one
     /// outcome per input, in input order.
     ///
     /// The run stops early only when the external token is cancelled, the
     /// deadline passes, or (under [`PanicPolicy::Propagate`]) a task panics;
     /// then running tasks are cancelled (after the grace period), and every
-    /// input left is reported as [`TaskError::NotStarted`] — so the input
+    /// input left is reported as [`TaskError::NotStarted`](crate::TaskError::NotStarted) — so the input
     /// must be finite.
     ///
     /// # Panics
@@ -245,7 +250,7 @@ impl<S: Source, R> FanOut<S, R> {
         E: Send + 'static,
         R: RetryPolicy<S::Item, E>,
     {
-        let span = self.run_span("all");
+        let span = self.run_span("all", self.cfg.async_limit());
         let progress = self.cfg.progress.clone();
         let panics = self.cfg.panics;
         let inner = span.clone();
@@ -253,40 +258,13 @@ impl<S: Source, R> FanOut<S, R> {
             let span = inner;
             let joined =
                 engine::collect(self.source, self.cfg, self.retry, f, false, span.clone()).await;
-            let mut c = joined.collected;
-            if panics == PanicPolicy::Propagate {
-                if let Some(p) = c.take_first_panic() {
-                    span.record("fanout.outcome", "panic");
-                    p.resume();
-                }
-            }
-            let (not_started, rest) = engine::drain_rest(&joined.shared, true);
-            if let Some(p) = &progress {
-                p.add_not_started(not_started);
-                p.finish();
-            }
-            let total = c.ok.len() + c.failures.len() + c.stopped.len() + rest.len();
-            let entries =
-                c.ok.into_iter()
-                    .map(|(i, k, v)| (i, (k, Ok(v))))
-                    .chain(
-                        c.failures
-                            .into_iter()
-                            .map(|(_, f)| (f.index, (f.key, Err(f.error)))),
-                    )
-                    .chain(c.stopped.into_iter().map(|(i, k, e)| (i, (k, Err(e)))))
-                    .chain(
-                        rest.into_iter()
-                            .map(|(i, k)| (i, (k, Err(TaskError::NotStarted)))),
-                    );
-            let outcomes = in_input_order(total, entries);
-            let stopped_by = joined.shared.reason().map(Reason::as_stop);
-            let report = Report::new(outcomes, stopped_by);
-            span.record(
-                "fanout.outcome",
-                if report.is_success() { "ok" } else { "partial" },
-            );
-            report
+            engine::finish::report(
+                &joined.shared,
+                joined.collected,
+                panics,
+                progress.as_ref(),
+                &span,
+            )
         }
         .instrument(span)
         .await
@@ -327,10 +305,11 @@ impl<S: Source, R> FanOut<S, R> {
         E: Send + 'static,
         R: RetryPolicy<S::Item, E>,
     {
-        let span = self.run_span(match order {
+        let mode = match order {
             Order::Completion => "stream",
             Order::Input => "stream_ordered",
-        });
+        };
+        let span = self.run_span(mode, self.cfg.async_limit());
         TaskStream::start(self.source, self.cfg, self.retry, f, order, span)
     }
 
@@ -345,61 +324,20 @@ impl<S: Source, R> FanOut<S, R> {
         E: Send + 'static,
         R: RetryPolicy<S::Item, E>,
     {
-        let span = self.run_span("fail_fast");
+        let span = self.run_span("fail_fast", self.cfg.async_limit());
         let progress = self.cfg.progress.clone();
         let panics = self.cfg.panics;
         let inner = span.clone();
         async move {
             let joined =
                 engine::collect(self.source, self.cfg, self.retry, f, true, inner.clone()).await;
-            let mut c: Collected<_, _, _> = joined.collected;
-            if panics == PanicPolicy::Propagate {
-                if let Some(p) = c.take_first_panic() {
-                    inner.record("fanout.outcome", "panic");
-                    p.resume();
-                }
-            }
-            let reason = joined.shared.reason();
-            if reason.is_none() && c.failures.is_empty() && c.stopped.is_empty() {
-                if let Some(p) = &progress {
-                    p.finish();
-                }
-                inner.record("fanout.outcome", "ok");
-                return Ok(c.ok);
-            }
-            let (not_started, _) = engine::drain_rest(&joined.shared, false);
-            if let Some(p) = &progress {
-                p.add_not_started(not_started);
-                p.finish();
-            }
-            let mut counts = Counts {
-                succeeded: c.ok.len(),
-                not_started,
-                ..Counts::default()
-            };
-            for (_, f) in &c.failures {
-                counts.add_error(&f.error);
-            }
-            for (_, _, e) in &c.stopped {
-                counts.add_error(e);
-            }
-            c.failures.sort_by_key(|(seq, _)| *seq);
-            let root = c.root;
-            let mut cause = None;
-            let mut others = Vec::with_capacity(c.failures.len());
-            for (seq, f) in c.failures {
-                if Some(seq) == root {
-                    cause = Some(Cause::Task(f));
-                } else {
-                    others.push(f);
-                }
-            }
-            let cause = cause.unwrap_or(match reason {
-                Some(Reason::Deadline) => Cause::DeadlineExceeded,
-                _ => Cause::Cancelled,
-            });
-            inner.record("fanout.outcome", "error");
-            Err(Error::new(cause, others, counts))
+            engine::finish::fail_fast(
+                &joined.shared,
+                joined.collected,
+                panics,
+                progress.as_ref(),
+                &inner,
+            )
         }
         .instrument(span)
         .await
@@ -446,14 +384,14 @@ where
     /// ```
     pub async fn run<T, E, F, Fut>(self, f: F) -> Result<Vec<T>, Error<usize, E>>
     where
-        F: Fn(TaskCtx<usize>, <Indexed<I> as Source>::Item) -> Fut + Send + Sync + 'static,
+        F: Fn(TaskCtx<usize>, <Indexed<I> as Input>::Item) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
         T: Send + 'static,
         E: Send + 'static,
-        R: RetryPolicy<<Indexed<I> as Source>::Item, E>,
+        R: RetryPolicy<<Indexed<I> as Input>::Item, E>,
     {
         let ok = self.run_failfast(f).await?;
-        Ok(in_input_order(
+        Ok(engine::finish::in_input_order(
             ok.len(),
             ok.into_iter().map(|(i, _, v)| (i, v)),
         ))
@@ -484,22 +422,9 @@ where
         R: RetryPolicy<V, E>,
     {
         let ok = self.run_failfast(f).await?;
-        Ok(in_input_order(
+        Ok(engine::finish::in_input_order(
             ok.len(),
             ok.into_iter().map(|(i, k, v)| (i, (k, v))),
         ))
     }
-}
-
-/// Places `n` entries, one per index in `0..n`, by index: O(n), no sort.
-fn in_input_order<X>(n: usize, entries: impl Iterator<Item = (usize, X)>) -> Vec<X> {
-    let mut slots: Vec<Option<X>> = Vec::with_capacity(n);
-    slots.resize_with(n, || None);
-    for (i, x) in entries {
-        slots[i] = Some(x);
-    }
-    slots
-        .into_iter()
-        .map(|s| s.expect("fanout: every input has exactly one outcome"))
-        .collect()
 }

@@ -143,7 +143,7 @@ pub use group::{Group, Stopped, TrySpawnError};
 pub use progress::{Progress, Snapshot};
 pub use report::{Counts, Report, Stop};
 pub use retry::{NoRetry, Retry, RetryAll, RetryPolicy, RetryPredicate};
-pub use source::{Indexed, Keyed, Source};
+pub use source::{Indexed, Input, Keyed, Source};
 pub use stream::{Order, TaskStream};
 /// The cancellation token type of [`FanOut::cancel_on`] and
 /// [`TaskCtx::token`], re-exported from `tokio-util`.

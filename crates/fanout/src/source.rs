@@ -11,12 +11,16 @@ mod sealed {
 /// An input sequence a run pulls from, one item at a time, only when a slot
 /// is free. Implemented by [`Indexed`] (made by [`fan_out`](crate::fan_out))
 /// and [`Keyed`] (made by [`fan_out_keyed`](crate::fan_out_keyed)); sealed.
-pub trait Source: sealed::Sealed + Send + 'static {
+///
+/// Blocking runs accept any `Input` whose items and keys are `Send`, borrowed
+/// ones included; async runs need a [`Source`], an `Input` that is also
+/// `Send + 'static`.
+pub trait Input: sealed::Sealed {
     /// What identifies a task in results and errors: the index for
     /// [`Indexed`], the caller's key for [`Keyed`].
-    type Key: Clone + Debug + Send + Sync + 'static;
+    type Key: Clone + Debug + Send + Sync;
     /// The input handed to the task function.
-    type Item: Send + 'static;
+    type Item: Send;
 
     /// The next input, given the index it will have.
     fn next(&mut self, index: usize) -> Option<(Self::Key, Self::Item)>;
@@ -26,6 +30,18 @@ pub trait Source: sealed::Sealed + Send + 'static {
 
     /// Makes the span of one task, child of the run's span.
     fn task_span(run: &Span, index: usize, key: &Self::Key) -> Span;
+}
+
+/// An [`Input`] that async runs can pull from other threads: `Send +
+/// 'static`, with `'static` keys and items. Implemented automatically.
+pub trait Source: Input<Key: 'static, Item: 'static> + Send + 'static {}
+
+impl<S> Source for S
+where
+    S: Input + Send + 'static,
+    S::Key: 'static,
+    S::Item: 'static,
+{
 }
 
 /// Unkeyed input: any iterator of items. Task `i` is input `i`; its key is `i`.
@@ -47,10 +63,10 @@ fn exact<I: Iterator>(it: &I) -> Option<usize> {
 impl<I> sealed::Sealed for Indexed<I> {}
 impl<I> sealed::Sealed for Keyed<I> {}
 
-impl<I> Source for Indexed<I>
+impl<I> Input for Indexed<I>
 where
-    I: Iterator + Send + 'static,
-    I::Item: Send + 'static,
+    I: Iterator,
+    I::Item: Send,
 {
     type Key = usize;
     type Item = I::Item;
@@ -76,11 +92,11 @@ where
     }
 }
 
-impl<I, K, V> Source for Keyed<I>
+impl<I, K, V> Input for Keyed<I>
 where
-    I: Iterator<Item = (K, V)> + Send + 'static,
-    K: Clone + Debug + Send + Sync + 'static,
-    V: Send + 'static,
+    I: Iterator<Item = (K, V)>,
+    K: Clone + Debug + Send + Sync,
+    V: Send,
 {
     type Key = K;
     type Item = V;

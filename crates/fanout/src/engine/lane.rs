@@ -2,7 +2,6 @@
 //! drives its task futures.
 
 use std::future::{poll_fn, Future};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -19,7 +18,7 @@ use crate::retry::RetryPolicy;
 use crate::source::Source;
 
 /// Where a lane delivers finished tasks.
-pub(crate) trait Collector<K, T, E>: Send + 'static {
+pub(crate) trait Collector<K, T, E>: Send {
     /// One finished task. `seq` is set for genuine failures: their global
     /// observation number, and whether this failure stopped the run.
     fn push(&mut self, done: Done<K, T, E>, seq: Option<(usize, bool)>);
@@ -88,39 +87,7 @@ where
         let held = sink.slots().map_or(0, |s| s.held.load(Ordering::Acquire));
         let free = cap.saturating_sub(tasks.len() + held);
         if !stopping && !exhausted && free > 0 {
-            let mut pull = shared.pull.lock().unwrap_or_else(PoisonError::into_inner);
-            for _ in 0..free {
-                if pull.exhausted {
-                    exhausted = true;
-                    break;
-                }
-                // Checked under the lock, so no input is pulled after a stop
-                // that another lane made visible before we took it.
-                if shared.is_stopped() {
-                    break;
-                }
-                let index = pull.next_index;
-                let next = catch_unwind(AssertUnwindSafe(|| pull.source.next(index)));
-                let (key, item) = match next {
-                    Ok(Some(pair)) => pair,
-                    Ok(None) => {
-                        pull.exhausted = true;
-                        exhausted = true;
-                        break;
-                    }
-                    Err(p) => {
-                        pull.exhausted = true;
-                        exhausted = true;
-                        shared
-                            .source_panic
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .get_or_insert(p);
-                        shared.stop(Reason::Source);
-                        break;
-                    }
-                };
-                pull.next_index += 1;
+            exhausted = shared.pull(free, |index, key, item| {
                 let span = S::task_span(&env.span, index, &key);
                 let body = attempts(&env, &token, &shared.stopped, index, key.clone(), item);
                 tasks.push(Task::new(
@@ -132,7 +99,7 @@ where
                     progress,
                     span,
                 ));
-            }
+            });
         }
         if tasks.is_empty() && (exhausted || stopping) {
             break;

@@ -12,6 +12,7 @@
 //! by one thread, so a task that blocks its thread stalls its lane-mates.
 //! Blocking work belongs on a blocking pool.
 
+pub(crate) mod finish;
 mod lane;
 mod task;
 
@@ -126,6 +127,49 @@ impl<S> Shared<S> {
         Reason::from_u8(self.reason.load(Ordering::Acquire))
     }
 
+    /// Pulls up to `n` inputs under the lock, handing each to `take` with its
+    /// index; stops early at the end of the input or when the run has
+    /// stopped. Returns `true` once the input is exhausted (or its iterator
+    /// panicked: the panic is kept for the caller and the run stopped).
+    pub(crate) fn pull(&self, n: usize, mut take: impl FnMut(usize, S::Key, S::Item)) -> bool
+    where
+        S: crate::source::Input,
+    {
+        let mut pull = self.pull.lock().unwrap_or_else(PoisonError::into_inner);
+        for _ in 0..n {
+            if pull.exhausted {
+                return true;
+            }
+            // Checked under the lock, so no input is pulled after a stop that
+            // another worker made visible before we took it.
+            if self.is_stopped() {
+                return false;
+            }
+            let index = pull.next_index;
+            let source = &mut pull.source;
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| source.next(index))) {
+                Ok(Some((key, item))) => {
+                    pull.next_index += 1;
+                    take(index, key, item);
+                }
+                Ok(None) => {
+                    pull.exhausted = true;
+                    return true;
+                }
+                Err(p) => {
+                    pull.exhausted = true;
+                    self.source_panic
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .get_or_insert(p);
+                    self.stop(Reason::Source);
+                    return true;
+                }
+            }
+        }
+        pull.exhausted
+    }
+
     pub(crate) fn take_source_panic(&self) -> Option<Box<dyn Any + Send>> {
         self.source_panic
             .lock()
@@ -154,8 +198,9 @@ pub(crate) fn lane_caps(cfg: &Config) -> Vec<usize> {
             .map(|h| h.metrics().num_workers())
             .unwrap_or(1)
     });
-    let lanes = workers.clamp(1, cfg.limit);
-    let (base, extra) = (cfg.limit / lanes, cfg.limit % lanes);
+    let limit = cfg.async_limit();
+    let lanes = workers.clamp(1, limit);
+    let (base, extra) = (limit / lanes, limit % lanes);
     (0..lanes).map(|i| base + usize::from(i < extra)).collect()
 }
 
@@ -319,7 +364,7 @@ where
 
 /// After a stop, the inputs that were never pulled: counted, and their keys
 /// kept when `keep` is set.
-pub(crate) fn drain_rest<S: Source>(
+pub(crate) fn drain_rest<S: crate::source::Input>(
     shared: &Shared<S>,
     keep: bool,
 ) -> (usize, Vec<(usize, S::Key)>) {

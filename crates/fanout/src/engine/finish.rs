@@ -1,0 +1,137 @@
+//! Turning what the lanes (or threads) collected into what a run mode
+//! returns: shared by the async and the blocking runs.
+
+use tracing::Span;
+
+use super::{drain_rest, Collected, Reason, Shared};
+use crate::config::PanicPolicy;
+use crate::error::{Cause, Error, TaskError};
+use crate::progress::Progress;
+use crate::report::{Counts, Report};
+use crate::source::Input;
+
+/// The fail-fast result: every success (unordered, with its index) if no
+/// task failed and nothing stopped the run; otherwise the error. Re-raises
+/// the first panic under `PanicPolicy::Propagate`.
+#[allow(
+    clippy::type_complexity,
+    reason = "the tuple is the natural shape here"
+)]
+pub(crate) fn fail_fast<S: Input, T, E>(
+    shared: &Shared<S>,
+    mut c: Collected<S::Key, T, E>,
+    panics: PanicPolicy,
+    progress: Option<&Progress>,
+    span: &Span,
+) -> Result<Vec<(usize, S::Key, T)>, Error<S::Key, E>> {
+    if panics == PanicPolicy::Propagate {
+        if let Some(p) = c.take_first_panic() {
+            span.record("fanout.outcome", "panic");
+            if let Some(pr) = progress {
+                pr.finish();
+            }
+            p.resume();
+        }
+    }
+    let reason = shared.reason();
+    if reason.is_none() && c.failures.is_empty() && c.stopped.is_empty() {
+        if let Some(p) = progress {
+            p.finish();
+        }
+        span.record("fanout.outcome", "ok");
+        return Ok(c.ok);
+    }
+    let (not_started, _) = drain_rest(shared, false);
+    if let Some(p) = progress {
+        p.add_not_started(not_started);
+        p.finish();
+    }
+    let mut counts = Counts {
+        succeeded: c.ok.len(),
+        not_started,
+        ..Counts::default()
+    };
+    for (_, f) in &c.failures {
+        counts.add_error(&f.error);
+    }
+    for (_, _, e) in &c.stopped {
+        counts.add_error(e);
+    }
+    c.failures.sort_by_key(|(seq, _)| *seq);
+    let root = c.root;
+    let mut cause = None;
+    let mut others = Vec::with_capacity(c.failures.len());
+    for (seq, f) in c.failures {
+        if Some(seq) == root {
+            cause = Some(Cause::Task(f));
+        } else {
+            others.push(f);
+        }
+    }
+    let cause = cause.unwrap_or(match reason {
+        Some(Reason::Deadline) => Cause::DeadlineExceeded,
+        _ => Cause::Cancelled,
+    });
+    span.record("fanout.outcome", "error");
+    Err(Error::new(cause, others, counts))
+}
+
+/// The collect-all report: one outcome per input, in input order, the inputs
+/// never pulled reported as not started. Re-raises the first panic under
+/// `PanicPolicy::Propagate`.
+pub(crate) fn report<S: Input, T, E>(
+    shared: &Shared<S>,
+    mut c: Collected<S::Key, T, E>,
+    panics: PanicPolicy,
+    progress: Option<&Progress>,
+    span: &Span,
+) -> Report<S::Key, T, E> {
+    if panics == PanicPolicy::Propagate {
+        if let Some(p) = c.take_first_panic() {
+            span.record("fanout.outcome", "panic");
+            if let Some(pr) = progress {
+                pr.finish();
+            }
+            p.resume();
+        }
+    }
+    let (not_started, rest) = drain_rest(shared, true);
+    if let Some(p) = progress {
+        p.add_not_started(not_started);
+        p.finish();
+    }
+    let total = c.ok.len() + c.failures.len() + c.stopped.len() + rest.len();
+    let entries =
+        c.ok.into_iter()
+            .map(|(i, k, v)| (i, (k, Ok(v))))
+            .chain(
+                c.failures
+                    .into_iter()
+                    .map(|(_, f)| (f.index, (f.key, Err(f.error)))),
+            )
+            .chain(c.stopped.into_iter().map(|(i, k, e)| (i, (k, Err(e)))))
+            .chain(
+                rest.into_iter()
+                    .map(|(i, k)| (i, (k, Err(TaskError::NotStarted)))),
+            );
+    let outcomes = in_input_order(total, entries);
+    let report = Report::new(outcomes, shared.reason().map(Reason::as_stop));
+    span.record(
+        "fanout.outcome",
+        if report.is_success() { "ok" } else { "partial" },
+    );
+    report
+}
+
+/// Places `n` entries, one per index in `0..n`, by index: O(n), no sort.
+pub(crate) fn in_input_order<X>(n: usize, entries: impl Iterator<Item = (usize, X)>) -> Vec<X> {
+    let mut slots: Vec<Option<X>> = Vec::with_capacity(n);
+    slots.resize_with(n, || None);
+    for (i, x) in entries {
+        slots[i] = Some(x);
+    }
+    slots
+        .into_iter()
+        .map(|s| s.expect("fanout: every input has exactly one outcome"))
+        .collect()
+}
