@@ -203,6 +203,10 @@ impl<S, R> FanOut<S, R> {
         }
     }
 
+    pub(crate) fn cfg_ref(&self) -> &Config {
+        &self.cfg
+    }
+
     pub(crate) fn into_parts(self) -> (S, Config, R) {
         (self.source, self.cfg, self.retry)
     }

@@ -123,6 +123,7 @@
 //!
 //! Rust 1.80.
 
+mod blocking;
 mod config;
 mod ctx;
 mod engine;
@@ -135,6 +136,7 @@ mod retry;
 mod source;
 mod stream;
 
+pub use blocking::BlockingCtx;
 pub use config::{PanicPolicy, DEFAULT_LIMIT};
 pub use ctx::TaskCtx;
 pub use error::{Cause, Error, Failure, Outcome, Panic, TaskError};

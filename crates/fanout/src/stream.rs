@@ -165,6 +165,9 @@ where
             p.set_total(source.exact_len());
         }
         let shared = Arc::new(Shared::new(source, engine::run_token(&cfg)));
+        if shared.token.is_cancelled() {
+            shared.stop(Reason::External);
+        }
         let caps = engine::lane_caps(&cfg);
         let slots: Arc<[LaneSlots]> = caps.iter().map(|_| LaneSlots::default()).collect();
         let env = Arc::new(Env {

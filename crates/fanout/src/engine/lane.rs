@@ -95,6 +95,7 @@ where
                     key,
                     body,
                     &shared.stopped,
+                    env.grace.is_zero(),
                     &aborted,
                     progress,
                     span,

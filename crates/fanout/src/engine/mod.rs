@@ -235,9 +235,7 @@ impl<K, T, E> Default for Collected<K, T, E> {
     }
 }
 
-impl<K: Send + 'static, T: Send + 'static, E: Send + 'static> Collector<K, T, E>
-    for Collected<K, T, E>
-{
+impl<K: Send, T: Send, E: Send> Collector<K, T, E> for Collected<K, T, E> {
     fn push(&mut self, done: Done<K, T, E>, seq: Option<(usize, bool)>) {
         let (index, key, outcome) = done;
         match outcome {
@@ -256,7 +254,7 @@ impl<K: Send + 'static, T: Send + 'static, E: Send + 'static> Collector<K, T, E>
 }
 
 impl<K, T, E> Collected<K, T, E> {
-    fn merge(&mut self, other: Self) {
+    pub(crate) fn merge(&mut self, other: Self) {
         self.ok.extend(other.ok);
         self.failures.extend(other.failures);
         self.root = self.root.or(other.root);
@@ -309,6 +307,9 @@ where
         p.set_total(source.exact_len());
     }
     let shared = Arc::new(Shared::new(source, run_token(&cfg)));
+    if shared.token.is_cancelled() {
+        shared.stop(Reason::External);
+    }
     let caps = lane_caps(&cfg);
     let env = Arc::new(Env {
         f,
@@ -355,9 +356,6 @@ where
     }
     if let Some(p) = lane_panic {
         std::panic::resume_unwind(p);
-    }
-    if let Some(p) = &cfg.progress {
-        p.finish();
     }
     Joined { collected, shared }
 }

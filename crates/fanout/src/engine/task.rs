@@ -103,6 +103,9 @@ pin_project! {
         #[pin]
         body: Option<B>,
         stopped: &'a AtomicBool,
+        // With no grace period a stop aborts at once: the task must not be
+        // polled again, or a body woken by the token could still return.
+        abort_on_stop: bool,
         aborted: &'a Mutex<Vec<Done<K, T, E>>>,
         progress: Option<&'a Progress>,
         span: Span,
@@ -133,6 +136,7 @@ impl<'a, K, T, E, B> Task<'a, K, T, E, B> {
         key: K,
         body: B,
         stopped: &'a AtomicBool,
+        abort_on_stop: bool,
         aborted: &'a Mutex<Vec<Done<K, T, E>>>,
         progress: Option<&'a Progress>,
         span: Span,
@@ -143,6 +147,7 @@ impl<'a, K, T, E, B> Task<'a, K, T, E, B> {
             started: false,
             body: Some(body),
             stopped,
+            abort_on_stop,
             aborted,
             progress,
             span,
@@ -159,16 +164,18 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         let _entered = this.span.enter();
+        let stopped = this.stopped.load(Ordering::Acquire);
+        if stopped && (!*this.started || *this.abort_on_stop) {
+            let outcome = match drop_body(this.body.as_mut()) {
+                Some(p) => TaskError::Panicked(p),
+                None if *this.started => TaskError::Cancelled,
+                None => TaskError::NotStarted,
+            };
+            this.span.record("task.outcome", outcome.kind());
+            let key = this.key.take().expect("task polled after completion");
+            return Poll::Ready((*this.index, key, Err(outcome)));
+        }
         if !*this.started {
-            if this.stopped.load(Ordering::Acquire) {
-                let outcome = match drop_body(this.body.as_mut()) {
-                    Some(p) => TaskError::Panicked(p),
-                    None => TaskError::NotStarted,
-                };
-                this.span.record("task.outcome", outcome.kind());
-                let key = this.key.take().expect("task polled after completion");
-                return Poll::Ready((*this.index, key, Err(outcome)));
-            }
             *this.started = true;
             if let Some(p) = this.progress {
                 p.started();

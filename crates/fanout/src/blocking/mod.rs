@@ -1,0 +1,438 @@
+//! Blocking and CPU work on scoped threads, with the same policies and the
+//! same outcome, report and error types as the async runs.
+//!
+//! `limit` threads (the caller's thread excluded) pull inputs from the shared
+//! iterator in adaptive chunks: one input at a time while closures are slow
+//! (so that a stop leaves few pulled-but-not-started inputs and the load
+//! stays balanced), doubling up to [`MAX_CHUNK`] while they are fast (so that
+//! the lock is taken rarely when closures take a microsecond). Every input is
+//! checked against the stop flag right before its closure starts.
+
+mod ctx;
+mod run;
+
+use std::collections::VecDeque;
+use std::ops::ControlFlow;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+use tracing::Span;
+
+pub use ctx::BlockingCtx;
+
+use crate::config::{Config, PanicPolicy};
+use crate::engine::{Collected, Collector, Done, Reason, Shared};
+use crate::error::{Outcome, Panic, TaskError};
+use crate::progress::Progress;
+use crate::retry::RetryPolicy;
+use crate::source::Input;
+
+/// The most inputs a thread pulls at once.
+const MAX_CHUNK: usize = 64;
+/// Closures faster than this on average make a thread pull bigger chunks.
+const FAST: Duration = Duration::from_micros(20);
+/// How often the caller's thread checks the external token and the deadline.
+const TICK: Duration = Duration::from_millis(1);
+
+/// The state of one blocking run, borrowed by its threads.
+struct Run<'a, S, F, R> {
+    shared: Shared<S>,
+    f: &'a F,
+    retry: &'a R,
+    timeout: Option<Duration>,
+    stop_on_failure: bool,
+    panics: PanicPolicy,
+    progress: Option<&'a Progress>,
+    span: &'a Span,
+    /// Wakes backoff sleeps and the caller's watch when the run stops.
+    wake: Mutex<()>,
+    woken: Condvar,
+    running: AtomicUsize,
+}
+
+impl<S, F, R> Run<'_, S, F, R> {
+    fn stop(&self, reason: Reason) -> bool {
+        let won = self.shared.stop(reason);
+        let _g = self.wake.lock().unwrap_or_else(PoisonError::into_inner);
+        self.woken.notify_all();
+        won
+    }
+
+    /// Sleeps for `delay` unless the run stops first; `false` if it did.
+    fn sleep_unless_stopped(&self, delay: Duration) -> bool {
+        let until = Instant::now() + delay;
+        let mut g = self.wake.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if self.shared.is_stopped() {
+                return false;
+            }
+            let now = Instant::now();
+            if now >= until {
+                return true;
+            }
+            g = self
+                .woken
+                .wait_timeout(g, until - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+}
+
+impl<'a, S, F, R> Run<'a, S, F, R>
+where
+    S: Input + Send,
+{
+    fn new(
+        source: S,
+        cfg: &'a Config,
+        f: &'a F,
+        retry: &'a R,
+        stop_on_failure: bool,
+        span: &'a Span,
+    ) -> Self {
+        let token = match &cfg.external {
+            Some(t) => t.child_token(),
+            None => CancellationToken::new(),
+        };
+        let shared = Shared::new(source, token);
+        if shared.token.is_cancelled() {
+            shared.stop(Reason::External);
+        }
+        Self {
+            shared,
+            f,
+            retry,
+            timeout: cfg.timeout,
+            stop_on_failure,
+            panics: cfg.panics,
+            progress: cfg.progress.as_ref(),
+            span,
+            wake: Mutex::new(()),
+            woken: Condvar::new(),
+            running: AtomicUsize::new(0),
+        }
+    }
+
+    fn worker<T, E, C>(&self, sink: &mut C)
+    where
+        F: Fn(&BlockingCtx<'_, S::Key>, S::Item) -> Result<T, E> + Sync,
+        R: RetryPolicy<S::Item, E>,
+        C: Collector<S::Key, T, E>,
+    {
+        let mut batch = VecDeque::new();
+        let mut chunk = 1;
+        loop {
+            if self.shared.is_stopped() {
+                break;
+            }
+            self.shared
+                .pull(chunk, |i, k, item| batch.push_back((i, k, item)));
+            if batch.is_empty() {
+                break;
+            }
+            let pulled = batch.len() as u32;
+            let started = Instant::now();
+            while let Some((index, key, item)) = batch.pop_front() {
+                let outcome = if self.shared.is_stopped() {
+                    Err(TaskError::NotStarted)
+                } else {
+                    self.run_one(index, &key, item)
+                };
+                self.deliver(sink, (index, key, outcome));
+            }
+            chunk = if started.elapsed() / pulled < FAST {
+                (chunk * 2).min(MAX_CHUNK)
+            } else {
+                1
+            };
+        }
+    }
+
+    fn run_one<T, E>(&self, index: usize, key: &S::Key, item: S::Item) -> Outcome<T, E>
+    where
+        F: Fn(&BlockingCtx<'_, S::Key>, S::Item) -> Result<T, E> + Sync,
+        R: RetryPolicy<S::Item, E>,
+    {
+        let span = S::task_span(self.span, index, key);
+        let _entered = span.enter();
+        if let Some(p) = self.progress {
+            p.started();
+        }
+        let max = self.retry.max_attempts();
+        let mut item = Some(item);
+        let mut attempt = 1;
+        let outcome = loop {
+            let last = attempt >= max;
+            let deadline = self.timeout.map(|d| Instant::now() + d);
+            let ctx = BlockingCtx {
+                index,
+                key,
+                attempt,
+                stopped: &self.shared.stopped,
+                token: &self.shared.token,
+                deadline,
+            };
+            let input = R::item_for_attempt(&mut item, last);
+            let err = match catch_unwind(AssertUnwindSafe(|| (self.f)(&ctx, input))) {
+                Err(payload) => break Err(TaskError::Panicked(Panic::new(payload))),
+                Ok(_) if deadline.is_some_and(|d| Instant::now() >= d) => {
+                    TaskError::TimedOut(self.timeout.unwrap_or_default())
+                }
+                Ok(Ok(v)) => break Ok(v),
+                Ok(Err(e)) => TaskError::Failed(e),
+            };
+            if last || self.shared.is_stopped() {
+                break Err(err);
+            }
+            match self.retry.retry_after(attempt, &err) {
+                Some(delay) if self.sleep_unless_stopped(delay) => attempt += 1,
+                _ => break Err(err),
+            }
+        };
+        span.record("task.attempt", attempt);
+        span.record(
+            "task.outcome",
+            match &outcome {
+                Ok(_) => "ok",
+                Err(e) => e.kind(),
+            },
+        );
+        outcome
+    }
+
+    fn deliver<T, E, C: Collector<S::Key, T, E>>(&self, sink: &mut C, done: Done<S::Key, T, E>) {
+        if let Some(p) = self.progress {
+            p.finished_task(&done.2);
+        }
+        let seq = match &done.2 {
+            Err(e) if e.is_genuine() => {
+                let seq = self.shared.failure_seq.fetch_add(1, Ordering::Relaxed);
+                let stops =
+                    self.stop_on_failure || (e.is_panic() && self.panics == PanicPolicy::Propagate);
+                Some((seq, stops && self.stop(Reason::Failure)))
+            }
+            _ => None,
+        };
+        sink.push(done, seq);
+    }
+
+    /// On the caller's thread while the workers run: turns the external
+    /// token and the deadline into a stop. Returns once every worker is done.
+    fn watch(&self, cfg: &Config, started: Instant) {
+        let deadline = cfg.deadline.map(|d| started + d);
+        let mut g = self.wake.lock().unwrap_or_else(PoisonError::into_inner);
+        while self.running.load(Ordering::Acquire) > 0 {
+            if !self.shared.is_stopped() {
+                if cfg
+                    .external
+                    .as_ref()
+                    .is_some_and(CancellationToken::is_cancelled)
+                {
+                    drop(g);
+                    self.stop(Reason::External);
+                    g = self.wake.lock().unwrap_or_else(PoisonError::into_inner);
+                    continue;
+                }
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    drop(g);
+                    self.stop(Reason::Deadline);
+                    g = self.wake.lock().unwrap_or_else(PoisonError::into_inner);
+                    continue;
+                }
+            }
+            g = self
+                .woken
+                .wait_timeout(g, TICK)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    fn needs_watch(cfg: &Config) -> bool {
+        cfg.external.is_some() || cfg.deadline.is_some()
+    }
+
+    fn worker_exit(&self) {
+        self.running.fetch_sub(1, Ordering::AcqRel);
+        let _g = self.wake.lock().unwrap_or_else(PoisonError::into_inner);
+        self.woken.notify_all();
+    }
+}
+
+/// Runs a blocking run to completion on `threads` scoped threads and
+/// returns what they collected. Returns only when every closure has
+/// returned. Re-raises a panic of the input iterator.
+pub(crate) fn collect<S, T, E, F, R>(
+    source: S,
+    cfg: &Config,
+    retry: &R,
+    f: &F,
+    stop_on_failure: bool,
+    span: &Span,
+) -> (Collected<S::Key, T, E>, Shared<S>)
+where
+    S: Input + Send,
+    F: Fn(&BlockingCtx<'_, S::Key>, S::Item) -> Result<T, E> + Sync,
+    T: Send,
+    E: Send,
+    R: RetryPolicy<S::Item, E>,
+{
+    if let Some(p) = &cfg.progress {
+        p.set_total(source.exact_len());
+    }
+    let threads = cfg.blocking_limit();
+    let run = Run::new(source, cfg, f, retry, stop_on_failure, span);
+    let started = Instant::now();
+    run.running.store(threads, Ordering::Release);
+    let mut collected = Collected::default();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut sink = Collected::default();
+                    run.worker(&mut sink);
+                    run.worker_exit();
+                    sink
+                })
+            })
+            .collect();
+        if Run::<S, F, R>::needs_watch(cfg) {
+            run.watch(cfg, started);
+        }
+        for h in handles {
+            match h.join() {
+                Ok(c) => collected.merge(c),
+                // Workers catch every panic of user code; one reaching here
+                // is ours, so it is re-raised as is.
+                Err(p) => std::panic::resume_unwind(p),
+            }
+        }
+    });
+    if let Some(p) = run.shared.take_source_panic() {
+        std::panic::resume_unwind(p);
+    }
+    (collected, run.shared)
+}
+
+/// Sends each finished task to the caller's thread.
+struct ChannelSink<K, T, E> {
+    tx: mpsc::SyncSender<Done<K, T, E>>,
+}
+
+impl<K: Send, T: Send, E: Send> Collector<K, T, E> for ChannelSink<K, T, E> {
+    fn push(&mut self, done: Done<K, T, E>, _seq: Option<(usize, bool)>) {
+        // The receiver lives until every worker is done.
+        let _ = self.tx.send(done);
+    }
+}
+
+/// Runs a blocking run and calls `each` on the caller's thread with every
+/// outcome as it completes. Returns the shared state (for the stop reason).
+pub(crate) fn for_each<S, T, E, F, R, G>(
+    source: S,
+    cfg: &Config,
+    retry: &R,
+    f: &F,
+    span: &Span,
+    mut each: G,
+) -> Option<Reason>
+where
+    S: Input + Send,
+    F: Fn(&BlockingCtx<'_, S::Key>, S::Item) -> Result<T, E> + Sync,
+    T: Send,
+    E: Send,
+    R: RetryPolicy<S::Item, E>,
+    G: FnMut(S::Key, Outcome<T, E>) -> ControlFlow<()>,
+{
+    if let Some(p) = &cfg.progress {
+        p.set_total(source.exact_len());
+    }
+    let threads = cfg.blocking_limit();
+    let run = Run::new(source, cfg, f, retry, false, span);
+    let started = Instant::now();
+    let deadline = cfg.deadline.map(|d| started + d);
+    run.running.store(threads, Ordering::Release);
+    // A full channel blocks the threads: memory stays O(limit) however slow
+    // the consumer is.
+    let (tx, rx) = mpsc::sync_channel(threads);
+    let mut consumer_panic = None;
+    let mut panicked = None;
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            let tx = tx.clone();
+            let run = &run;
+            s.spawn(move || {
+                let mut sink = ChannelSink { tx };
+                run.worker(&mut sink);
+                drop(sink);
+                run.worker_exit();
+            });
+        }
+        drop(tx);
+        loop {
+            let next = if Run::<S, F, R>::needs_watch(cfg) {
+                match rx.recv_timeout(TICK) {
+                    Ok(done) => Some(done),
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        if !run.shared.is_stopped() {
+                            if cfg
+                                .external
+                                .as_ref()
+                                .is_some_and(CancellationToken::is_cancelled)
+                            {
+                                run.stop(Reason::External);
+                            } else if deadline.is_some_and(|d| Instant::now() >= d) {
+                                run.stop(Reason::Deadline);
+                            }
+                        }
+                        continue;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => None,
+                }
+            } else {
+                rx.recv().ok()
+            };
+            let Some((_, key, outcome)) = next else { break };
+            if consumer_panic.is_some() || panicked.is_some() {
+                continue;
+            }
+            if run.panics == PanicPolicy::Propagate {
+                if let Err(TaskError::Panicked(_)) = &outcome {
+                    run.stop(Reason::Failure);
+                    if let Err(TaskError::Panicked(p)) = outcome {
+                        panicked = Some(p);
+                    }
+                    continue;
+                }
+            }
+            match catch_unwind(AssertUnwindSafe(|| each(key, outcome))) {
+                Ok(ControlFlow::Continue(())) => {}
+                Ok(ControlFlow::Break(())) => {
+                    run.stop(Reason::Consumer);
+                }
+                Err(p) => {
+                    run.stop(Reason::Consumer);
+                    consumer_panic = Some(p);
+                }
+            }
+        }
+    });
+    if let Some(p) = &cfg.progress {
+        p.finish();
+    }
+    if let Some(p) = run.shared.take_source_panic() {
+        std::panic::resume_unwind(p);
+    }
+    if let Some(p) = consumer_panic {
+        std::panic::resume_unwind(p);
+    }
+    if let Some(p) = panicked {
+        p.resume();
+    }
+    run.shared.reason()
+}
