@@ -1,8 +1,53 @@
 //! What a task knows about itself.
 
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use tokio::sync::Notify;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+
+/// What the tasks of one lane share: the run's token and the count of
+/// blocking closures still running.
+#[derive(Debug)]
+pub(crate) struct CtxShared {
+    pub(crate) token: CancellationToken,
+    pub(crate) blocking: Arc<BlockingTracker>,
+}
+
+/// Counts the blocking closures a run's tasks started with
+/// [`TaskCtx::spawn_blocking`], so that the run returns only once they have
+/// all returned: tokio cannot abort a blocking thread.
+#[derive(Debug, Default)]
+pub(crate) struct BlockingTracker {
+    alive: AtomicUsize,
+    idle: Notify,
+}
+
+impl BlockingTracker {
+    /// Completes once no closure is running.
+    pub(crate) async fn wait_idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.alive.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+struct Alive(Arc<BlockingTracker>);
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        if self.0.alive.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
 
 /// Handed to every attempt of a task: its position, key, attempt number and
 /// the run's cancellation token.
@@ -17,7 +62,7 @@ pub struct TaskCtx<K = usize> {
     pub(crate) index: usize,
     pub(crate) key: K,
     pub(crate) attempt: u32,
-    pub(crate) token: Arc<CancellationToken>,
+    pub(crate) shared: Arc<CtxShared>,
 }
 
 impl<K> TaskCtx<K> {
@@ -42,12 +87,12 @@ impl<K> TaskCtx<K> {
     /// deadline passed, or the caller dropped the run. A task that watches it
     /// can finish cleanly within the grace period instead of being aborted.
     pub fn token(&self) -> &CancellationToken {
-        &self.token
+        &self.shared.token
     }
 
     /// `true` once the run has been told to stop.
     pub fn is_cancelled(&self) -> bool {
-        self.token.is_cancelled()
+        self.shared.token.is_cancelled()
     }
 
     /// Completes when the run is told to stop.
@@ -55,6 +100,57 @@ impl<K> TaskCtx<K> {
     /// # Cancel safety
     /// Cancel safe.
     pub fn cancelled(&self) -> WaitForCancellationFuture<'_> {
-        self.token.cancelled()
+        self.shared.token.cancelled()
+    }
+
+    /// Runs blocking or CPU-heavy work on tokio's blocking pool, handing it
+    /// the run's token, and waits for its result.
+    ///
+    /// The work runs under the run's limit: the calling task holds its slot
+    /// while it waits, so at most `limit` such closures run at once, however
+    /// large tokio's blocking pool is. A blocking thread cannot be aborted,
+    /// so when the run stops the closure goes on until it returns (it should
+    /// watch the token); the run returns only once every closure its tasks
+    /// started has returned. A panic in the closure is the task's panic.
+    ///
+    /// Needs a tokio runtime; cost: one `spawn_blocking` (a thread hand-off).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let digests = fanout::fan_out(vec![b"abc".to_vec(), b"defg".to_vec()])
+    ///     .limit(2)
+    ///     .run(|ctx, data| async move {
+    ///         let sum = ctx.spawn_blocking(move |_token| data.iter().map(|&b| u64::from(b)).sum::<u64>()).await;
+    ///         Ok::<_, std::convert::Infallible>(sum)
+    ///     })
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(digests, [294, 406]);
+    /// # }
+    /// ```
+    pub fn spawn_blocking<R, F>(&self, f: F) -> impl Future<Output = R> + Send + 'static
+    where
+        F: FnOnce(&CancellationToken) -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let tracker = self.shared.blocking.clone();
+        tracker.alive.fetch_add(1, Ordering::AcqRel);
+        let alive = Alive(tracker);
+        let token = self.shared.token.clone();
+        let handle = tokio::task::spawn_blocking(move || {
+            let _alive = alive;
+            f(&token)
+        });
+        async move {
+            match handle.await {
+                Ok(r) => r,
+                Err(e) => match e.try_into_panic() {
+                    Ok(payload) => std::panic::resume_unwind(payload),
+                    // A blocking task is only cancelled when the runtime
+                    // shuts down, and then this task is being dropped too.
+                    Err(_) => std::future::pending().await,
+                },
+            }
+        }
     }
 }

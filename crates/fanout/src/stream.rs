@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 use tracing::Span;
 
 use crate::config::{Config, PanicPolicy};
-use crate::ctx::TaskCtx;
+use crate::ctx::{BlockingTracker, TaskCtx};
 use crate::engine::{self, Collector, Done, Env, LaneSlots, Reason, Shared};
 use crate::error::{Outcome, Panic, TaskError};
 use crate::progress::Progress;
@@ -107,6 +107,8 @@ pub struct TaskStream<K, T, E> {
     lanes: JoinSet<StreamSink<K, T, E>>,
     slots: Arc<[LaneSlots]>,
     control: Arc<dyn RunControl>,
+    blocking: Arc<BlockingTracker>,
+    idle: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
     reorder: Option<Reorder<K, T, E>>,
     panics: PanicPolicy,
     panicked: Option<Panic>,
@@ -194,6 +196,8 @@ where
             rx,
             lanes,
             slots,
+            blocking: shared.blocking.clone(),
+            idle: None,
             control: shared,
             reorder: (order == Order::Input).then(|| Reorder {
                 next: 0,
@@ -291,6 +295,16 @@ where
                         }
                     }
                 }
+            }
+            // Blocking closures started by tasks cannot be aborted: the
+            // stream ends only once they have returned.
+            let blocking = &self.blocking;
+            let idle = self.idle.get_or_insert_with(|| {
+                let t = blocking.clone();
+                Box::pin(async move { t.wait_idle().await })
+            });
+            if idle.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
             }
             if self.panicked.is_none() && self.lane_panic.is_none() {
                 if let Some((lane, key, outcome)) = self.reorder.as_mut().and_then(Reorder::pop) {

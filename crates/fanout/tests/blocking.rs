@@ -391,3 +391,72 @@ proptest! {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spawn_blocking_inside_an_async_run_stays_under_the_limit() {
+    let live = std::sync::Arc::new(Live::default());
+    let probe = live.clone();
+    let out = fan_out(0..64u64)
+        .limit(3)
+        .run(move |ctx, n| {
+            let live = live.clone();
+            async move {
+                let v = ctx
+                    .spawn_blocking(move |_token| {
+                        let _g = live.enter();
+                        std::thread::sleep(Duration::from_micros(200));
+                        n * 3
+                    })
+                    .await;
+                Ok::<_, ()>(v)
+            }
+        })
+        .await
+        .unwrap();
+    assert_eq!(out, (0..64).map(|n| n * 3).collect::<Vec<_>>());
+    assert!(
+        probe.max.load(SeqCst) <= 3,
+        "max {}",
+        probe.max.load(SeqCst)
+    );
+    assert_eq!(probe.now.load(SeqCst), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_async_run_returns_only_after_its_blocking_closures_returned() {
+    let live = std::sync::Arc::new(Live::default());
+    let saw_cancel = std::sync::Arc::new(AtomicUsize::new(0));
+    let (probe, probe_cancel) = (live.clone(), saw_cancel.clone());
+    let err = fan_out(0..8u32)
+        .limit(8)
+        .run(move |ctx, n| {
+            let live = live.clone();
+            let saw_cancel = saw_cancel.clone();
+            async move {
+                if n == 7 {
+                    // Fails once the others are inside their closures.
+                    while live.started.load(SeqCst) < 7 {
+                        tokio::task::yield_now().await;
+                    }
+                    return Err("seven");
+                }
+                ctx.spawn_blocking(move |token| {
+                    let _g = live.enter();
+                    while !token.is_cancelled() {
+                        std::thread::sleep(Duration::from_micros(100));
+                    }
+                    saw_cancel.fetch_add(1, SeqCst);
+                })
+                .await;
+                Ok(n)
+            }
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.key(), Some(&7));
+    // The tasks were aborted at once (no grace), but the run waited for the
+    // seven blocking closures, which saw the token and returned.
+    assert_eq!(probe.started.load(SeqCst), 7);
+    assert_eq!(probe.ended.load(SeqCst), 7);
+    assert_eq!(probe_cancel.load(SeqCst), 7);
+}

@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 use super::task::{attempts, Done, Task};
 use super::{Env, Reason, Shared};
 use crate::config::PanicPolicy;
-use crate::ctx::TaskCtx;
+use crate::ctx::{CtxShared, TaskCtx};
 use crate::retry::RetryPolicy;
 use crate::source::Source;
 
@@ -65,9 +65,13 @@ where
     R: RetryPolicy<S::Item, E>,
     C: Collector<S::Key, T, E>,
 {
-    // The contexts of this lane's tasks share one `Arc` of the token, so that
-    // building a context touches a lane-local counter only.
-    let token = Arc::new(shared.token.clone());
+    // The contexts of this lane's tasks share one `Arc`, so that building a
+    // context touches a lane-local counter only.
+    let ctx_shared = Arc::new(CtxShared {
+        token: shared.token.clone(),
+        blocking: shared.blocking.clone(),
+    });
+    let token = &ctx_shared.token;
     let aborted = Mutex::new(Vec::new());
     let progress = env.progress.as_ref();
     let mut tasks = FuturesUnordered::new();
@@ -89,7 +93,7 @@ where
         if !stopping && !exhausted && free > 0 {
             exhausted = shared.pull(free, |index, key, item| {
                 let span = S::task_span(&env.span, index, &key);
-                let body = attempts(&env, &token, &shared.stopped, index, key.clone(), item);
+                let body = attempts(&env, &ctx_shared, &shared.stopped, index, key.clone(), item);
                 tasks.push(Task::new(
                     index,
                     key,

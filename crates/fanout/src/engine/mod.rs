@@ -29,6 +29,7 @@ pub(crate) use lane::{lane, Collector, LaneSlots};
 pub(crate) use task::Done;
 
 use crate::config::{Config, PanicPolicy};
+use crate::ctx::BlockingTracker;
 use crate::error::{Failure, TaskError};
 use crate::progress::Progress;
 use crate::report::Stop;
@@ -90,6 +91,8 @@ pub(crate) struct Shared<S> {
     /// the order they were observed and the first panic is the one re-raised.
     pub(crate) failure_seq: AtomicUsize,
     pub(crate) source_panic: Mutex<Option<Box<dyn Any + Send>>>,
+    /// Blocking closures started by tasks through `TaskCtx::spawn_blocking`.
+    pub(crate) blocking: Arc<BlockingTracker>,
 }
 
 impl<S> Shared<S> {
@@ -105,6 +108,7 @@ impl<S> Shared<S> {
             token,
             failure_seq: AtomicUsize::new(0),
             source_panic: Mutex::new(None),
+            blocking: Arc::default(),
         }
     }
 
@@ -351,6 +355,7 @@ where
             }
         }
     }
+    shared.blocking.wait_idle().await;
     if let Some(p) = shared.take_source_panic() {
         std::panic::resume_unwind(p);
     }

@@ -9,11 +9,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
-use tokio_util::sync::CancellationToken;
 use tracing::Span;
 
 use super::Env;
-use crate::ctx::TaskCtx;
+use crate::ctx::{CtxShared, TaskCtx};
 use crate::error::{Panic, TaskError};
 use crate::progress::Progress;
 use crate::retry::RetryPolicy;
@@ -26,7 +25,7 @@ pub(crate) type Done<K, T, E> = (usize, K, Result<T, TaskError<E>>);
 /// number of attempts made.
 pub(crate) async fn attempts<K, I, T, E, F, Fut, R>(
     env: &Env<F, R>,
-    token: &Arc<CancellationToken>,
+    shared: &Arc<CtxShared>,
     stopped: &AtomicBool,
     index: usize,
     key: K,
@@ -52,7 +51,7 @@ where
                 key.clone().expect("key present until the last attempt")
             },
             attempt,
-            token: token.clone(),
+            shared: shared.clone(),
         };
         let fut = (env.f)(ctx, R::item_for_attempt(&mut item, last));
         let res = match env.timeout {
@@ -74,7 +73,7 @@ where
         };
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
-            () = token.cancelled() => return (Err(err), attempt),
+            () = shared.token.cancelled() => return (Err(err), attempt),
         }
         attempt += 1;
     }
