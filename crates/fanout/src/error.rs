@@ -220,35 +220,54 @@ pub enum Cause<K, E> {
 ///
 /// `Error` is `Send + Sync` when `K` and `E` are, so it converts into
 /// `anyhow::Error` and `Box<dyn Error + Send + Sync>`.
-#[derive(Debug)]
+///
+/// It is one pointer wide (its parts are boxed), so `Result<Vec<T>, Error>`
+/// costs nothing extra on the success path.
 pub struct Error<K, E> {
+    inner: Box<Inner<K, E>>,
+}
+
+#[derive(Debug)]
+struct Inner<K, E> {
     cause: Cause<K, E>,
     others: Vec<Failure<K, E>>,
     counts: Counts,
 }
 
+impl<K: fmt::Debug, E: fmt::Debug> fmt::Debug for Error<K, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Error")
+            .field("cause", &self.inner.cause)
+            .field("others", &self.inner.others)
+            .field("counts", &self.inner.counts)
+            .finish()
+    }
+}
+
 impl<K, E> Error<K, E> {
     pub(crate) fn new(cause: Cause<K, E>, others: Vec<Failure<K, E>>, counts: Counts) -> Self {
         Self {
-            cause,
-            others,
-            counts,
+            inner: Box::new(Inner {
+                cause,
+                others,
+                counts,
+            }),
         }
     }
 
     /// The root cause.
     pub fn cause(&self) -> &Cause<K, E> {
-        &self.cause
+        &self.inner.cause
     }
 
     /// The root cause, by value.
     pub fn into_cause(self) -> Cause<K, E> {
-        self.cause
+        self.inner.cause
     }
 
     /// The failed task that caused the stop, if a task did.
     pub fn failure(&self) -> Option<&Failure<K, E>> {
-        match &self.cause {
+        match &self.inner.cause {
             Cause::Task(f) => Some(f),
             _ => None,
         }
@@ -266,42 +285,44 @@ impl<K, E> Error<K, E> {
 
     /// `true` if the run was stopped by its external cancellation token.
     pub fn is_cancelled(&self) -> bool {
-        matches!(self.cause, Cause::Cancelled)
+        matches!(self.inner.cause, Cause::Cancelled)
     }
 
     /// `true` if the run was stopped by its deadline.
     pub fn is_deadline_exceeded(&self) -> bool {
-        matches!(self.cause, Cause::DeadlineExceeded)
+        matches!(self.inner.cause, Cause::DeadlineExceeded)
     }
 
     /// Other genuine failures (errors, panics, timeouts) observed after the
     /// cause while the run drained, in the order they were observed.
     pub fn others(&self) -> &[Failure<K, E>] {
-        &self.others
+        &self.inner.others
     }
 
     /// How many tasks ended in each outcome.
     pub fn counts(&self) -> &Counts {
-        &self.counts
+        &self.inner.counts
     }
 
     /// Splits the error into its cause, the other failures and the counts.
     pub fn into_parts(self) -> (Cause<K, E>, Vec<Failure<K, E>>, Counts) {
-        (self.cause, self.others, self.counts)
+        let inner = *self.inner;
+        (inner.cause, inner.others, inner.counts)
     }
 }
 
 impl<K: fmt::Debug, E: fmt::Display> fmt::Display for Error<K, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.cause {
+        let inner = &self.inner;
+        match &inner.cause {
             Cause::Task(t) => write!(f, "{t}")?,
             Cause::Cancelled => f.write_str("run cancelled")?,
             Cause::DeadlineExceeded => f.write_str("run deadline exceeded")?,
         }
-        if !self.others.is_empty() {
-            write!(f, " (and {} other failure(s))", self.others.len())?;
+        if !inner.others.is_empty() {
+            write!(f, " (and {} other failure(s))", inner.others.len())?;
         }
-        write!(f, "; {}", self.counts)
+        write!(f, "; {}", inner.counts)
     }
 }
 

@@ -212,13 +212,38 @@ impl<S, R> FanOut<S, R> {
     }
 
     pub(crate) fn run_span(&self, mode: &'static str, limit: usize) -> tracing::Span {
-        tracing::info_span!(
-            "fanout.run",
-            fanout.mode = mode,
-            fanout.limit = limit,
-            fanout.outcome = tracing::field::Empty,
-        )
+        run_span(&tracing::Span::current(), mode, limit)
     }
+}
+
+fn run_span(parent: &tracing::Span, mode: &'static str, limit: usize) -> tracing::Span {
+    tracing::info_span!(
+        parent: parent,
+        "fanout.run",
+        fanout.mode = mode,
+        fanout.limit = limit,
+        fanout.outcome = tracing::field::Empty,
+    )
+}
+
+/// Runs `body` inside a `fanout.run` span whose parent is the span current
+/// when the future is first polled (so `.instrument(span)` on the run's
+/// future works), or, if none is current then, the span current when the
+/// run was built (so a future built in a span and spawned keeps it).
+async fn in_run_span<B: Future>(
+    built_in: tracing::Span,
+    mode: &'static str,
+    limit: usize,
+    body: impl FnOnce(tracing::Span) -> B,
+) -> B::Output {
+    let polled_in = tracing::Span::current();
+    let parent = if polled_in.is_none() {
+        built_in
+    } else {
+        polled_in
+    };
+    let span = run_span(&parent, mode, limit);
+    body(span.clone()).instrument(span).await
 }
 
 impl<S: Source, R> FanOut<S, R> {
@@ -246,7 +271,7 @@ impl<S: Source, R> FanOut<S, R> {
     /// assert!(matches!(report.outcomes()[1], (1, Err(fanout::TaskError::Failed(2)))));
     /// # }
     /// ```
-    pub async fn run_all<T, E, F, Fut>(self, f: F) -> Report<S::Key, T, E>
+    pub fn run_all<T, E, F, Fut>(self, f: F) -> impl Future<Output = Report<S::Key, T, E>>
     where
         F: Fn(TaskCtx<S::Key>, S::Item) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
@@ -254,24 +279,26 @@ impl<S: Source, R> FanOut<S, R> {
         E: Send + 'static,
         R: RetryPolicy<S::Item, E>,
     {
-        let span = self.run_span("all", self.cfg.async_limit());
         let progress = self.cfg.progress.clone();
         let panics = self.cfg.panics;
-        let inner = span.clone();
-        async move {
-            let span = inner;
-            let joined =
-                engine::collect(self.source, self.cfg, self.retry, f, false, span.clone()).await;
-            engine::finish::report(
-                &joined.shared,
-                joined.collected,
-                panics,
-                progress.as_ref(),
-                &span,
-            )
-        }
-        .instrument(span)
-        .await
+        let limit = self.cfg.async_limit();
+        in_run_span(
+            tracing::Span::current(),
+            "all",
+            limit,
+            move |span| async move {
+                let joined =
+                    engine::collect(self.source, self.cfg, self.retry, f, false, span.clone())
+                        .await;
+                engine::finish::report(
+                    &joined.shared,
+                    joined.collected,
+                    panics,
+                    progress.as_ref(),
+                    &span,
+                )
+            },
+        )
     }
 
     /// Runs tasks and hands their outcomes over as a [`TaskStream`], in the
@@ -317,10 +344,14 @@ impl<S: Source, R> FanOut<S, R> {
         TaskStream::start(self.source, self.cfg, self.retry, f, order, span)
     }
 
-    async fn run_failfast<T, E, F, Fut>(
+    #[allow(
+        clippy::type_complexity,
+        reason = "the tuple is the natural shape here"
+    )]
+    fn run_failfast<T, E, F, Fut>(
         self,
         f: F,
-    ) -> Result<Vec<(usize, S::Key, T)>, Error<S::Key, E>>
+    ) -> impl Future<Output = Result<Vec<(usize, S::Key, T)>, Error<S::Key, E>>>
     where
         F: Fn(TaskCtx<S::Key>, S::Item) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
@@ -328,23 +359,26 @@ impl<S: Source, R> FanOut<S, R> {
         E: Send + 'static,
         R: RetryPolicy<S::Item, E>,
     {
-        let span = self.run_span("fail_fast", self.cfg.async_limit());
         let progress = self.cfg.progress.clone();
         let panics = self.cfg.panics;
-        let inner = span.clone();
-        async move {
-            let joined =
-                engine::collect(self.source, self.cfg, self.retry, f, true, inner.clone()).await;
-            engine::finish::fail_fast(
-                &joined.shared,
-                joined.collected,
-                panics,
-                progress.as_ref(),
-                &inner,
-            )
-        }
-        .instrument(span)
-        .await
+        let limit = self.cfg.async_limit();
+        in_run_span(
+            tracing::Span::current(),
+            "fail_fast",
+            limit,
+            move |inner| async move {
+                let joined =
+                    engine::collect(self.source, self.cfg, self.retry, f, true, inner.clone())
+                        .await;
+                engine::finish::fail_fast(
+                    &joined.shared,
+                    joined.collected,
+                    panics,
+                    progress.as_ref(),
+                    &inner,
+                )
+            },
+        )
     }
 }
 
@@ -364,11 +398,17 @@ where
     /// the first to *fail*, not the lowest index.
     ///
     /// The future returns only once every task has finished or been dropped.
-    /// Dropping it cancels the token and aborts every task.
+    /// Dropping it cancels the token and aborts every task. The run's span is
+    /// a child of the span current when the future is first polled, or else
+    /// of the one current when `run` was called.
     ///
     /// # Errors
     /// An [`Error`] with the root cause, the other genuine failures, and the
-    /// count of each outcome (inputs never pulled count as not started).
+    /// count of each outcome. Inputs pulled but not started count as not
+    /// started; so do the inputs never pulled, when the iterator knows how
+    /// many are left (`ExactSizeIterator`-like size hints: a `Vec`, a range,
+    /// a map). The run never drains the rest of the iterator, so an endless
+    /// or side-effecting iterator is safe.
     ///
     /// # Panics
     /// Under [`PanicPolicy::Propagate`] (the default) the first task panic is
@@ -386,7 +426,7 @@ where
     /// assert_eq!(err.task_error(), Some(&"three"));
     /// # }
     /// ```
-    pub async fn run<T, E, F, Fut>(self, f: F) -> Result<Vec<T>, Error<usize, E>>
+    pub fn run<T, E, F, Fut>(self, f: F) -> impl Future<Output = Result<Vec<T>, Error<usize, E>>>
     where
         F: Fn(TaskCtx<usize>, <Indexed<I> as Input>::Item) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
@@ -394,11 +434,14 @@ where
         E: Send + 'static,
         R: RetryPolicy<<Indexed<I> as Input>::Item, E>,
     {
-        let ok = self.run_failfast(f).await?;
-        Ok(engine::finish::in_input_order(
-            ok.len(),
-            ok.into_iter().map(|(i, _, v)| (i, v)),
-        ))
+        let run = self.run_failfast(f);
+        async move {
+            let ok = run.await?;
+            Ok(engine::finish::in_input_order(
+                ok.len(),
+                ok.into_iter().map(|(i, _, v)| (i, v)),
+            ))
+        }
     }
 }
 
@@ -417,7 +460,7 @@ where
     ///
     /// # Panics
     /// As the unkeyed `run`.
-    pub async fn run<T, E, F, Fut>(self, f: F) -> Result<Vec<(K, T)>, Error<K, E>>
+    pub fn run<T, E, F, Fut>(self, f: F) -> impl Future<Output = Result<Vec<(K, T)>, Error<K, E>>>
     where
         F: Fn(TaskCtx<K>, V) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
@@ -425,10 +468,13 @@ where
         E: Send + 'static,
         R: RetryPolicy<V, E>,
     {
-        let ok = self.run_failfast(f).await?;
-        Ok(engine::finish::in_input_order(
-            ok.len(),
-            ok.into_iter().map(|(i, k, v)| (i, (k, v))),
-        ))
+        let run = self.run_failfast(f);
+        async move {
+            let ok = run.await?;
+            Ok(engine::finish::in_input_order(
+                ok.len(),
+                ok.into_iter().map(|(i, k, v)| (i, (k, v))),
+            ))
+        }
     }
 }

@@ -63,7 +63,9 @@
 //!   zero panics when the run is built.
 //! - **Fail-fast** (L3). In [`run`](FanOut::run), after the first genuine
 //!   failure (an `Err`, a panic, a timeout) is observed, no new task body
-//!   starts; the remaining inputs are counted as not started; running tasks
+//!   starts; the remaining inputs are counted as not started (those never
+//!   pulled when the iterator knows how many are left: fail-fast never drains
+//!   an iterator, so endless ones are fine); running tasks
 //!   see their [`TaskCtx::token`] cancelled and, after the grace period, are
 //!   aborted. The [`Error`] names the root cause with its task's index or
 //!   key, lists the other genuine failures, and counts every outcome. Tasks

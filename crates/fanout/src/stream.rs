@@ -64,7 +64,7 @@ struct StreamSink<K, T, E> {
 impl<K: Send + 'static, T: Send + 'static, E: Send + 'static> Collector<K, T, E>
     for StreamSink<K, T, E>
 {
-    fn push(&mut self, done: Done<K, T, E>, _seq: Option<(usize, bool)>) {
+    fn push(&mut self, done: Done<K, T, E>, _seq: Option<usize>) {
         self.slots[self.lane].held.fetch_add(1, Ordering::AcqRel);
         // The receiver is gone only when the stream was dropped, and then
         // this lane is being aborted: the outcome has nobody to go to.
@@ -180,6 +180,7 @@ where
             stop_on_failure: false,
             panics: cfg.panics,
             progress: cfg.progress.clone(),
+            external: cfg.external.clone(),
             span: span.clone(),
         });
         let (tx, rx) = mpsc::unbounded_channel();

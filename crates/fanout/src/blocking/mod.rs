@@ -25,7 +25,7 @@ use tracing::Span;
 pub use ctx::BlockingCtx;
 
 use crate::config::{Config, PanicPolicy};
-use crate::engine::{Collected, Collector, Done, Reason, Shared};
+use crate::engine::{Collected, Collector, Delivery, Done, Reason, Shared};
 use crate::error::{Outcome, Panic, TaskError};
 use crate::progress::Progress;
 use crate::retry::RetryPolicy;
@@ -44,7 +44,7 @@ struct Run<'a, S, F, R> {
     f: &'a F,
     retry: &'a R,
     timeout: Option<Duration>,
-    stop_on_failure: bool,
+    delivery: Delivery<'a>,
     panics: PanicPolicy,
     progress: Option<&'a Progress>,
     span: &'a Span,
@@ -108,7 +108,12 @@ where
             f,
             retry,
             timeout: cfg.timeout,
-            stop_on_failure,
+            delivery: Delivery {
+                stop_on_failure,
+                panics: cfg.panics,
+                progress: cfg.progress.as_ref(),
+                external: cfg.external.as_ref(),
+            },
             panics: cfg.panics,
             progress: cfg.progress.as_ref(),
             span,
@@ -206,19 +211,8 @@ where
     }
 
     fn deliver<T, E, C: Collector<S::Key, T, E>>(&self, sink: &mut C, done: Done<S::Key, T, E>) {
-        if let Some(p) = self.progress {
-            p.finished_task(&done.2);
-        }
-        let seq = match &done.2 {
-            Err(e) if e.is_genuine() => {
-                let seq = self.shared.failure_seq.fetch_add(1, Ordering::Relaxed);
-                let stops =
-                    self.stop_on_failure || (e.is_panic() && self.panics == PanicPolicy::Propagate);
-                Some((seq, stops && self.stop(Reason::Failure)))
-            }
-            _ => None,
-        };
-        sink.push(done, seq);
+        self.delivery
+            .deliver(&self.shared.failure_seq, |r| self.stop(r), sink, done);
     }
 
     /// On the caller's thread while the workers run: turns the external
@@ -325,7 +319,7 @@ struct ChannelSink<K, T, E> {
 }
 
 impl<K: Send, T: Send, E: Send> Collector<K, T, E> for ChannelSink<K, T, E> {
-    fn push(&mut self, done: Done<K, T, E>, _seq: Option<(usize, bool)>) {
+    fn push(&mut self, done: Done<K, T, E>, _seq: Option<usize>) {
         // The receiver lives until every worker is done.
         let _ = self.tx.send(done);
     }

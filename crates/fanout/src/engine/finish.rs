@@ -41,7 +41,10 @@ pub(crate) fn fail_fast<S: Input, T, E>(
         span.record("fanout.outcome", "ok");
         return Ok(c.ok);
     }
-    let (not_started, _) = drain_rest(shared, false);
+    // Fail-fast never drains the input: the iterator may be endless or have
+    // side effects. The inputs never pulled are counted when it knows how
+    // many are left (a `Vec`, a range, a map do).
+    let not_started = shared.not_pulled();
     if let Some(p) = progress {
         p.add_not_started(not_started);
         p.finish();
@@ -95,7 +98,7 @@ pub(crate) fn report<S: Input, T, E>(
             p.resume();
         }
     }
-    let (not_started, rest) = drain_rest(shared, true);
+    let (not_started, rest) = drain_rest(shared);
     if let Some(p) = progress {
         p.add_not_started(not_started);
         p.finish();

@@ -9,10 +9,10 @@ use std::task::Poll;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
-use super::task::{attempts, Done, Task};
+use super::task::{attempts, Done, LaneRefs, Task};
 use super::{Env, Reason, Shared};
-use crate::config::PanicPolicy;
 use crate::ctx::{CtxShared, TaskCtx};
 use crate::retry::RetryPolicy;
 use crate::source::Source;
@@ -20,8 +20,11 @@ use crate::source::Source;
 /// Where a lane delivers finished tasks.
 pub(crate) trait Collector<K, T, E>: Send {
     /// One finished task. `seq` is set for genuine failures: their global
-    /// observation number, and whether this failure stopped the run.
-    fn push(&mut self, done: Done<K, T, E>, seq: Option<(usize, bool)>);
+    /// observation number.
+    fn push(&mut self, done: Done<K, T, E>, seq: Option<usize>);
+
+    /// The failure pushed with `seq` is the one that stopped the run.
+    fn set_root(&mut self, _seq: usize) {}
 
     /// For streams: the slots held by results the consumer has not taken yet.
     fn slots(&self) -> Option<&LaneSlots> {
@@ -72,14 +75,30 @@ where
         blocking: shared.blocking.clone(),
     });
     let token = &ctx_shared.token;
-    let aborted = Mutex::new(Vec::new());
-    let progress = env.progress.as_ref();
+    let refs = LaneRefs {
+        stopped: &shared.stopped,
+        abort_on_stop: env.grace.is_zero(),
+        aborted: Mutex::new(Vec::new()),
+        progress: env.progress.as_ref(),
+    };
+    let aborted = &refs.aborted;
     let mut tasks = FuturesUnordered::new();
     let mut cancelled = pin!(token.cancelled());
     let mut grace = pin!(None::<tokio::time::Sleep>);
     let mut stopping = false;
     let mut exhausted = false;
     loop {
+        // The external token is watched by `cancelled` below, but a task that
+        // ended on it may be delivered first: check it before pulling more.
+        // Only paid when the run has an external token.
+        if !stopping
+            && env
+                .external
+                .as_ref()
+                .is_some_and(CancellationToken::is_cancelled)
+        {
+            shared.stop(Reason::External);
+        }
         if !stopping && shared.is_stopped() {
             stopping = true;
             if env.grace.is_zero() {
@@ -94,22 +113,15 @@ where
             exhausted = shared.pull(free, |index, key, item| {
                 let span = S::task_span(&env.span, index, &key);
                 let body = attempts(&env, &ctx_shared, &shared.stopped, index, key.clone(), item);
-                tasks.push(Task::new(
-                    index,
-                    key,
-                    body,
-                    &shared.stopped,
-                    env.grace.is_zero(),
-                    &aborted,
-                    progress,
-                    span,
-                ));
+                tasks.push(Task::new(index, key, body, &refs, span));
             });
         }
         if tasks.is_empty() && (exhausted || stopping) {
             break;
         }
-        let blocked_on_consumer = free == 0 && held > 0;
+        // Listen for the consumer whenever it holds results of this lane: a
+        // slot it frees must be refilled at once, not when a task next ends.
+        let blocked_on_consumer = held > 0;
         let event = {
             let slots = sink.slots().filter(|_| blocked_on_consumer);
             let mut freed = pin!(async move {
@@ -172,17 +184,6 @@ fn deliver<S, F, R, K, T, E, C>(
 ) where
     C: Collector<K, T, E>,
 {
-    if let Some(p) = &env.progress {
-        p.finished_task(&done.2);
-    }
-    let seq = match &done.2 {
-        Err(e) if e.is_genuine() => {
-            let seq = shared.failure_seq.fetch_add(1, Ordering::Relaxed);
-            let stops =
-                env.stop_on_failure || (e.is_panic() && env.panics == PanicPolicy::Propagate);
-            Some((seq, stops && shared.stop(Reason::Failure)))
-        }
-        _ => None,
-    };
-    sink.push(done, seq);
+    env.delivery()
+        .deliver(&shared.failure_seq, |r| shared.stop(r), sink, done);
 }

@@ -174,11 +174,74 @@ impl<S> Shared<S> {
         pull.exhausted
     }
 
+    /// The number of inputs never pulled, if the iterator knows it exactly
+    /// (0 once it is exhausted).
+    pub(crate) fn not_pulled(&self) -> usize
+    where
+        S: crate::source::Input,
+    {
+        let pull = self.pull.lock().unwrap_or_else(PoisonError::into_inner);
+        if pull.exhausted {
+            0
+        } else {
+            pull.source.exact_len().unwrap_or(0)
+        }
+    }
+
     pub(crate) fn take_source_panic(&self) -> Option<Box<dyn Any + Send>> {
         self.source_panic
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take()
+    }
+}
+
+/// How a finished task is handed to its collector: shared by the async lanes
+/// and the blocking threads.
+pub(crate) struct Delivery<'a> {
+    /// Fail-fast: a genuine failure stops the run.
+    pub(crate) stop_on_failure: bool,
+    pub(crate) panics: PanicPolicy,
+    pub(crate) progress: Option<&'a Progress>,
+    pub(crate) external: Option<&'a CancellationToken>,
+}
+
+impl Delivery<'_> {
+    /// Counts the outcome, hands it to `sink`, and stops the run (through
+    /// `stop`, which returns `true` for the call that decided the reason) if
+    /// it is a failure that should.
+    pub(crate) fn deliver<K, T, E, C: Collector<K, T, E>>(
+        &self,
+        failure_seq: &AtomicUsize,
+        stop: impl Fn(Reason) -> bool,
+        sink: &mut C,
+        done: Done<K, T, E>,
+    ) {
+        if let Some(p) = self.progress {
+            p.finished_task(&done.2);
+        }
+        let Err(e) = &done.2 else {
+            sink.push(done, None);
+            return;
+        };
+        if !e.is_genuine() {
+            sink.push(done, None);
+            return;
+        }
+        // A task that ended because the external token fired (a cooperative
+        // task, a backoff cut short) must not pose as the cause: record the
+        // cancellation first. Only paid on failures, and only with a token.
+        if self.external.is_some_and(CancellationToken::is_cancelled) {
+            stop(Reason::External);
+        }
+        let stops = self.stop_on_failure || (e.is_panic() && self.panics == PanicPolicy::Propagate);
+        let seq = failure_seq.fetch_add(1, Ordering::Relaxed);
+        // Pushed before the stop is published, so that a stream's consumer
+        // gets this failure before any outcome the stop causes elsewhere.
+        sink.push(done, Some(seq));
+        if stops && stop(Reason::Failure) {
+            sink.set_root(seq);
+        }
     }
 }
 
@@ -192,7 +255,19 @@ pub(crate) struct Env<F, R> {
     pub(crate) stop_on_failure: bool,
     pub(crate) panics: PanicPolicy,
     pub(crate) progress: Option<Progress>,
+    pub(crate) external: Option<CancellationToken>,
     pub(crate) span: Span,
+}
+
+impl<F, R> Env<F, R> {
+    pub(crate) fn delivery(&self) -> Delivery<'_> {
+        Delivery {
+            stop_on_failure: self.stop_on_failure,
+            panics: self.panics,
+            progress: self.progress.as_ref(),
+            external: self.external.as_ref(),
+        }
+    }
 }
 
 /// The lane count and each lane's share of the limit.
@@ -240,20 +315,19 @@ impl<K, T, E> Default for Collected<K, T, E> {
 }
 
 impl<K: Send, T: Send, E: Send> Collector<K, T, E> for Collected<K, T, E> {
-    fn push(&mut self, done: Done<K, T, E>, seq: Option<(usize, bool)>) {
+    fn push(&mut self, done: Done<K, T, E>, seq: Option<usize>) {
         let (index, key, outcome) = done;
         match outcome {
             Ok(v) => self.ok.push((index, key, v)),
             Err(error) => match seq {
-                Some((seq, root)) => {
-                    if root {
-                        self.root = Some(seq);
-                    }
-                    self.failures.push((seq, Failure { index, key, error }));
-                }
+                Some(seq) => self.failures.push((seq, Failure { index, key, error })),
                 None => self.stopped.push((index, key, error)),
             },
         }
+    }
+
+    fn set_root(&mut self, seq: usize) {
+        self.root = Some(seq);
     }
 }
 
@@ -323,6 +397,7 @@ where
         stop_on_failure,
         panics: cfg.panics,
         progress: cfg.progress.clone(),
+        external: cfg.external.clone(),
         span,
     });
     let mut lanes = JoinSet::new();
@@ -365,31 +440,23 @@ where
     Joined { collected, shared }
 }
 
-/// After a stop, the inputs that were never pulled: counted, and their keys
-/// kept when `keep` is set.
+/// After a stop, the inputs that were never pulled, with their keys: a
+/// collect-all report has one outcome per input, so the input must be finite.
 pub(crate) fn drain_rest<S: crate::source::Input>(
     shared: &Shared<S>,
-    keep: bool,
 ) -> (usize, Vec<(usize, S::Key)>) {
     let mut pull = shared.pull.lock().unwrap_or_else(PoisonError::into_inner);
     if pull.exhausted {
         return (0, Vec::new());
     }
     pull.exhausted = true;
-    if !keep {
-        if let Some(n) = pull.source.exact_len() {
-            return (n, Vec::new());
-        }
-    }
     let mut keys = Vec::new();
     let mut n = 0;
     let start = pull.next_index;
     let source = &mut pull.source;
     let drained = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         while let Some((key, _item)) = source.next(start + n) {
-            if keep {
-                keys.push((start + n, key));
-            }
+            keys.push((start + n, key));
             n += 1;
         }
     }));

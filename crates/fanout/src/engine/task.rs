@@ -101,12 +101,7 @@ pin_project! {
         started: bool,
         #[pin]
         body: Option<B>,
-        stopped: &'a AtomicBool,
-        // With no grace period a stop aborts at once: the task must not be
-        // polled again, or a body woken by the token could still return.
-        abort_on_stop: bool,
-        aborted: &'a Mutex<Vec<Done<K, T, E>>>,
-        progress: Option<&'a Progress>,
+        lane: &'a LaneRefs<'a, K, T, E>,
         span: Span,
     }
 
@@ -121,7 +116,8 @@ pin_project! {
                 None => TaskError::NotStarted,
             };
             this.span.record("task.outcome", outcome.kind());
-            this.aborted
+            this.lane
+                .aborted
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .push((*this.index, key, Err(outcome)));
@@ -129,15 +125,23 @@ pin_project! {
     }
 }
 
+/// What every task of a lane refers to.
+pub(crate) struct LaneRefs<'a, K, T, E> {
+    pub(crate) stopped: &'a AtomicBool,
+    /// With no grace period a stop aborts at once: a task must not be polled
+    /// again, or a body woken by the token could still return.
+    pub(crate) abort_on_stop: bool,
+    /// Where a task dropped before completion reports itself.
+    pub(crate) aborted: Mutex<Vec<Done<K, T, E>>>,
+    pub(crate) progress: Option<&'a Progress>,
+}
+
 impl<'a, K, T, E, B> Task<'a, K, T, E, B> {
     pub(crate) fn new(
         index: usize,
         key: K,
         body: B,
-        stopped: &'a AtomicBool,
-        abort_on_stop: bool,
-        aborted: &'a Mutex<Vec<Done<K, T, E>>>,
-        progress: Option<&'a Progress>,
+        lane: &'a LaneRefs<'a, K, T, E>,
         span: Span,
     ) -> Self {
         Self {
@@ -145,10 +149,7 @@ impl<'a, K, T, E, B> Task<'a, K, T, E, B> {
             key: Some(key),
             started: false,
             body: Some(body),
-            stopped,
-            abort_on_stop,
-            aborted,
-            progress,
+            lane,
             span,
         }
     }
@@ -163,8 +164,8 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         let _entered = this.span.enter();
-        let stopped = this.stopped.load(Ordering::Acquire);
-        if stopped && (!*this.started || *this.abort_on_stop) {
+        let stopped = this.lane.stopped.load(Ordering::Acquire);
+        if stopped && (!*this.started || this.lane.abort_on_stop) {
             let outcome = match drop_body(this.body.as_mut()) {
                 Some(p) => TaskError::Panicked(p),
                 None if *this.started => TaskError::Cancelled,
@@ -176,7 +177,7 @@ where
         }
         if !*this.started {
             *this.started = true;
-            if let Some(p) = this.progress {
+            if let Some(p) = this.lane.progress {
                 p.started();
             }
         }
