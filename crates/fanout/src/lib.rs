@@ -33,14 +33,25 @@
 //!
 //! # Which one do I use
 //!
-//! | you have | you want | use |
-//! |---|---|---|
-//! | a batch of inputs (`Vec`, iterator) | all results in input order, stop on the first failure | [`fan_out`]`(items).`[`run`](FanOut::run) |
-//! | a map or pairs | results by key, stop on the first failure | [`fan_out_keyed`]`(map).`[`run`](FanOut::run) |
-//! | either | every outcome (ok, failed, panicked, timed out, cancelled, not started) | [`run_all`](FanOut::run_all) → [`Report`] |
-//! | a huge or endless input | results as they complete, O(limit) memory | [`stream`](FanOut::stream)`(`[`Order::Completion`]`, f)` |
-//! | either | results in input order while the run goes | [`stream`](FanOut::stream)`(`[`Order::Input`]`, f)` |
-//! | tasks of different shapes, spawned one by one | errgroup (`Go` / `TryGo` / `Wait`) with a limit | [`Group`] |
+//! Async tasks run on tokio; blocking or CPU-bound closures run on scoped
+//! threads (no runtime needed, and they may borrow from the caller's stack).
+//!
+//! | you have | you want | async (tokio) | blocking (threads) |
+//! |---|---|---|---|
+//! | a batch of inputs (`Vec`, iterator) | all results in input order, stop on the first failure | [`fan_out`]`(items).`[`run`](FanOut::run) | [`fan_out`]`(items).`[`run_blocking`](FanOut::run_blocking) |
+//! | a map or pairs | results by key, stop on the first failure | [`fan_out_keyed`]`(map).`[`run`](FanOut::run) | [`fan_out_keyed`]`(map).`[`run_blocking`](FanOut::run_blocking) |
+//! | either | every outcome (ok, failed, panicked, timed out, cancelled, not started) | [`run_all`](FanOut::run_all) → [`Report`] | [`run_all_blocking`](FanOut::run_all_blocking) → [`Report`] |
+//! | a huge or endless input | results as they complete, O(limit) memory | [`stream`](FanOut::stream)`(`[`Order::Completion`]`, f)` | [`for_each_blocking`](FanOut::for_each_blocking) |
+//! | either | results in input order while the run goes | [`stream`](FanOut::stream)`(`[`Order::Input`]`, f)` | — |
+//! | async tasks that must call blocking code | the blocking part under the run's limit | [`TaskCtx::spawn_blocking`] inside [`run`](FanOut::run) | — |
+//! | tasks of different shapes, spawned one by one | errgroup (`Go` / `TryGo` / `Wait`) with a limit | [`Group`] | — |
+//!
+//! Differences between the two sides, since threads cannot be interrupted:
+//! on the blocking side cancellation and timeouts are cooperative (closures
+//! poll [`BlockingCtx::is_cancelled`]) and a run always waits for every
+//! closure that started; there is no grace period and no abort. The default
+//! limit is 64 for async runs and the number of CPUs for blocking runs (which
+//! use that many threads).
 //!
 //! All of them share the policies of [`FanOut`]: [`limit`](FanOut::limit),
 //! per-task [`timeout`](FanOut::timeout), a run [`deadline`](FanOut::deadline),
