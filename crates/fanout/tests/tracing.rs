@@ -283,21 +283,25 @@ async fn on_the_fail_fast_path_task_spans_say_cancelled_or_not_started_and_close
         [("0", "ok"), ("1", "error"), ("2", "cancelled")],
         "{outcomes:?}"
     );
-    assert_eq!(
-        outcomes.len(),
-        4,
-        "inputs 4 and 5 were never pulled: no span"
-    );
-    let three = outcomes[3];
+    // Inputs 4 and 5 are never pulled: no span. Input 3 is pulled only if
+    // the lane refilled the slot of 0 before it saw 1 fail (both finish in
+    // the same wake-up; the lane delivers every ready task before pulling,
+    // so today it is not pulled).
     assert!(
-        three == ("3", "not_started") || three == ("3", "cancelled"),
+        outcomes.len() == 3 || outcomes.len() == 4,
+        "inputs 4 and 5 were never pulled: no span: {outcomes:?}"
+    );
+    let three = outcomes.get(3).copied().unwrap_or(("3", "never pulled"));
+    assert!(
+        three == ("3", "not_started") || three == ("3", "cancelled") || three == ("3", "never pulled"),
         "{three:?}"
     );
-    // Spans and counts tell the same story; 4 and 5 count as not started.
+    // Spans and counts tell the same story; 3 (unless cancelled), 4 and 5
+    // count as not started.
     let c = err.counts();
-    let three_not_started = usize::from(three.1 == "not_started");
-    assert_eq!(c.not_started, 2 + three_not_started);
-    assert_eq!(c.cancelled, 2 - three_not_started);
+    let three_cancelled = usize::from(three.1 == "cancelled");
+    assert_eq!(c.not_started, 3 - three_cancelled);
+    assert_eq!(c.cancelled, 1 + three_cancelled);
     assert_eq!((c.succeeded, c.failed), (1, 1));
     rec.assert_all_closed_tasks_first();
 }

@@ -43,8 +43,9 @@ pub(crate) struct LaneSlots {
     pub(crate) freed: Notify,
 }
 
-enum Event<D> {
-    Done(D),
+enum Event {
+    /// Finished tasks were moved to the lane's `done` buffer.
+    Done,
     Stop,
     GraceOver,
     SlotFreed,
@@ -83,6 +84,9 @@ where
     };
     let aborted = &refs.aborted;
     let mut tasks = FuturesUnordered::new();
+    // Every finished task ready in one wake-up is delivered before the lane
+    // pulls again, so a burst of completions takes the input lock once.
+    let mut done = Vec::new();
     let mut cancelled = pin!(token.cancelled());
     let mut grace = pin!(None::<tokio::time::Sleep>);
     let mut stopping = false;
@@ -103,6 +107,7 @@ where
             stopping = true;
             if env.grace.is_zero() {
                 tasks.clear();
+                deliver_aborted(&shared, &env, &mut sink, aborted);
             } else {
                 grace.set(Some(tokio::time::sleep(env.grace)));
             }
@@ -131,8 +136,11 @@ where
                 }
             });
             poll_fn(|cx| {
-                if let Poll::Ready(Some(done)) = tasks.poll_next_unpin(cx) {
-                    return Poll::Ready(Event::Done(done));
+                while let Poll::Ready(Some(d)) = tasks.poll_next_unpin(cx) {
+                    done.push(d);
+                }
+                if !done.is_empty() {
+                    return Poll::Ready(Event::Done);
                 }
                 if !stopping && cancelled.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(Event::Stop);
@@ -150,7 +158,11 @@ where
             .await
         };
         match event {
-            Event::Done(done) => deliver(&shared, &env, &mut sink, done),
+            Event::Done => {
+                for d in done.drain(..) {
+                    deliver(&shared, &env, &mut sink, d);
+                }
+            }
             Event::Stop => {
                 // Woken by the token without a stop reason set: the external
                 // token was cancelled.
@@ -159,21 +171,31 @@ where
             Event::GraceOver => {
                 grace.set(None);
                 tasks.clear();
+                deliver_aborted(&shared, &env, &mut sink, aborted);
             }
             Event::SlotFreed => {}
         }
-        let dropped = std::mem::take(&mut *aborted.lock().unwrap_or_else(PoisonError::into_inner));
-        for done in dropped {
-            deliver(&shared, &env, &mut sink, done);
-        }
     }
     drop(tasks);
-    let dropped = std::mem::take(&mut *aborted.lock().unwrap_or_else(PoisonError::into_inner));
-    for done in dropped {
-        deliver(&shared, &env, &mut sink, done);
-    }
+    deliver_aborted(&shared, &env, &mut sink, aborted);
     sink.close();
     sink
+}
+
+/// Delivers the tasks that reported themselves while being dropped: only
+/// after a stop, when the lane clears its tasks.
+fn deliver_aborted<S, F, R, K, T, E, C>(
+    shared: &Shared<S>,
+    env: &Env<F, R>,
+    sink: &mut C,
+    aborted: &Mutex<Vec<Done<K, T, E>>>,
+) where
+    C: Collector<K, T, E>,
+{
+    let dropped = std::mem::take(&mut *aborted.lock().unwrap_or_else(PoisonError::into_inner));
+    for d in dropped {
+        deliver(shared, env, sink, d);
+    }
 }
 
 fn deliver<S, F, R, K, T, E, C>(

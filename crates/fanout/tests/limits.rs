@@ -1,0 +1,360 @@
+//! L2: at most `limit` task bodies alive at once (retries and timeouts
+//! included), input pulled lazily, and a zero limit rejected at build time.
+
+mod live;
+
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::Duration;
+
+use fanout::{fan_out, Order, Retry, TaskCtx};
+use live::{ms, secs, Live};
+use tokio::time::{sleep, timeout};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum E {
+    Transient,
+    Fatal,
+}
+
+const HANG: Duration = Duration::from_secs(600);
+
+/// A task whose kind depends on its index: succeeds after a while, fails
+/// once then succeeds on retry, hangs past the timeout on its first attempt,
+/// or fails on every attempt. Every first attempt sleeps (or hangs) so that
+/// `limit` bodies are alive at once at the start.
+async fn mixed(live: Live, ctx: TaskCtx, i: usize, paused: bool) -> Result<usize, E> {
+    let _guard = live.guard();
+    let wait = async {
+        if paused {
+            sleep(ms(1 + (i as u64 * 31) % 7)).await;
+        } else {
+            for _ in 0..1 + i % 3 {
+                tokio::task::yield_now().await;
+            }
+        }
+    };
+    match (i % 4, ctx.attempt()) {
+        (0, _) => {
+            wait.await;
+            Ok(i)
+        }
+        (1, 1) => {
+            wait.await;
+            Err(E::Transient)
+        }
+        (2, 1) => {
+            // Past the timeout: the attempt is dropped when it fires.
+            std::future::pending::<()>().await;
+            Ok(i)
+        }
+        (3, _) => {
+            wait.await;
+            Err(E::Fatal)
+        }
+        _ => {
+            wait.await;
+            Ok(i)
+        }
+    }
+}
+
+fn check_limit(
+    n: usize,
+    limit: usize,
+    lanes: usize,
+    live: &Live,
+    counts: &fanout::Counts,
+    paused: bool,
+) {
+    let case = format!("n {n}, limit {limit}, lanes {lanes}");
+    assert!(
+        live.max() <= limit,
+        "{case}: {} bodies alive at once",
+        live.max()
+    );
+    assert_eq!(live.now(), 0, "{case}");
+    assert_eq!(counts.total(), n, "{case}: {counts:?}");
+    // Kinds 0..3 of `mixed`: ok, ok after a retry, ok after a timeout, failed.
+    let fatal = (0..n).filter(|i| i % 4 == 3).count();
+    if paused {
+        assert_eq!(counts.failed, fatal, "{case}: {counts:?}");
+        assert_eq!(counts.timed_out, 0, "{case}: {counts:?}");
+    } else {
+        // In real time a loaded machine may let a short timeout fire on
+        // any task; the counts still add up.
+        assert!(
+            counts.failed + counts.timed_out >= fatal,
+            "{case}: {counts:?}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_number_of_live_task_bodies_never_exceeds_the_limit() {
+    let n = 150;
+    for limit in [1, 2, 3, 7, 64] {
+        for lanes in [1, 2, 3, 8] {
+            let live = Live::new();
+            let l = live.clone();
+            let report = timeout(
+                HANG,
+                fan_out(0..n)
+                    .limit(limit)
+                    .lanes(lanes)
+                    .timeout(ms(20))
+                    .retry(Retry::attempts(3).backoff(ms(5)))
+                    .run_all(move |ctx, i| mixed(l.clone(), ctx, i, true)),
+            )
+            .await
+            .expect("run_all hung");
+            check_limit(n, limit, lanes, &live, report.counts(), true);
+            // Every first attempt waits, so the limit is reached: the bound
+            // above is not met by running one task at a time.
+            assert_eq!(live.max(), limit, "limit {limit}, lanes {lanes}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_number_of_live_task_bodies_never_exceeds_the_limit_on_multi_thread() {
+    // Each timeout costs a millisecond or two of real time here.
+    let n = 100;
+    for limit in [1, 2, 3, 7, 64] {
+        for lanes in [None, Some(3)] {
+            let live = Live::new();
+            let l = live.clone();
+            let mut b = fan_out(0..n)
+                .limit(limit)
+                .timeout(ms(1))
+                .retry(Retry::attempts(3).backoff(Duration::ZERO));
+            if let Some(lanes) = lanes {
+                b = b.lanes(lanes);
+            }
+            let report = timeout(
+                secs(20),
+                b.run_all(move |ctx, i| mixed(l.clone(), ctx, i, false)),
+            )
+            .await
+            .expect("run_all hung");
+            check_limit(n, limit, lanes.unwrap_or(4), &live, report.counts(), false);
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fail_fast_run_never_exceeds_the_limit_during_its_grace_period() {
+    for limit in [1, 3, 8] {
+        let live = Live::new();
+        let l = live.clone();
+        let err = fan_out(0..50)
+            .limit(limit)
+            .lanes(2)
+            .grace(ms(100))
+            .run(move |ctx: TaskCtx, i| {
+                let l = l.clone();
+                async move {
+                    let _guard = l.guard();
+                    if i == 10 {
+                        return Err(E::Fatal);
+                    }
+                    tokio::select! {
+                        () = sleep(ms(3)) => Ok(i),
+                        () = ctx.cancelled() => {
+                            sleep(ms(50)).await;
+                            Ok(i)
+                        }
+                    }
+                }
+            })
+            .await
+            .expect_err("task 10 fails");
+        assert!(live.max() <= limit, "limit {limit}: {}", live.max());
+        assert_eq!(err.counts().total(), 50);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Lazy input.
+
+/// An iterator that counts the items it hands out and checks, on every
+/// pull, that no more than `done + limit` have been pulled (`done`: tasks
+/// that have finished).
+struct Counting {
+    next: usize,
+    n: usize,
+    limit: usize,
+    pulled: Arc<AtomicUsize>,
+    done: Arc<AtomicUsize>,
+    worst: Arc<AtomicUsize>,
+}
+
+impl Iterator for Counting {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        if self.next == self.n {
+            return None;
+        }
+        let pulled = self.pulled.fetch_add(1, SeqCst) + 1;
+        let allowed = self.done.load(SeqCst) + self.limit;
+        self.worst.fetch_max(pulled.saturating_sub(allowed), SeqCst);
+        self.next += 1;
+        Some(self.next - 1)
+    }
+}
+
+struct Lazy {
+    pulled: Arc<AtomicUsize>,
+    done: Arc<AtomicUsize>,
+    worst: Arc<AtomicUsize>,
+}
+
+fn counting(n: usize, limit: usize) -> (Counting, Lazy) {
+    let lazy = Lazy {
+        pulled: Arc::default(),
+        done: Arc::default(),
+        worst: Arc::default(),
+    };
+    let it = Counting {
+        next: 0,
+        n,
+        limit,
+        pulled: lazy.pulled.clone(),
+        done: lazy.done.clone(),
+        worst: lazy.worst.clone(),
+    };
+    (it, lazy)
+}
+
+#[tokio::test(start_paused = true)]
+async fn input_is_pulled_lazily_never_more_than_completed_plus_limit() {
+    let n = 200;
+    for limit in [1, 2, 5, 16] {
+        for all in [false, true] {
+            let (it, lazy) = counting(n, limit);
+            let done = lazy.done.clone();
+            let b = fan_out(it).limit(limit).lanes(2);
+            let f = move |_ctx: TaskCtx, i: usize| {
+                let done = done.clone();
+                async move {
+                    sleep(ms(1 + (i as u64 * 13) % 5)).await;
+                    done.fetch_add(1, SeqCst);
+                    Ok::<_, E>(i)
+                }
+            };
+            if all {
+                assert_eq!(b.run_all(f).await.counts().succeeded, n);
+            } else {
+                assert_eq!(b.run(f).await.expect("no failure").len(), n);
+            }
+            assert_eq!(
+                lazy.worst.load(SeqCst),
+                0,
+                "limit {limit}, run_all {all}: pulled ahead of completed + limit"
+            );
+            assert_eq!(lazy.pulled.load(SeqCst), n);
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stream_pulls_no_more_than_limit_inputs_ahead_of_its_consumer() {
+    for order in [Order::Completion, Order::Input] {
+        let limit = 4;
+        let (it, lazy) = counting(1000, limit);
+        let live = Live::new();
+        let l = live.clone();
+        let mut stream = fan_out(it).limit(limit).stream(order, move |_ctx, i| {
+            let l = l.clone();
+            async move {
+                let _guard = l.guard();
+                sleep(ms(1 + (i as u64 * 7) % 3)).await;
+                Ok::<_, E>(i)
+            }
+        });
+        for consumed in 1..=10 {
+            stream.next().await.expect("1000 inputs").1.expect("ok");
+            // The consumer dawdles: nothing more may be pulled meanwhile.
+            sleep(secs(1)).await;
+            let pulled = lazy.pulled.load(SeqCst);
+            assert!(
+                pulled <= consumed + limit,
+                "{order:?}: {pulled} inputs pulled after {consumed} consumed"
+            );
+        }
+        assert!(live.max() <= limit);
+    }
+}
+
+/// An endless iterator: a fail-fast run must stop pulling it after the
+/// failure. (It gives up after a million items, so that a run that drains it
+/// fails this test instead of hanging forever.)
+struct Endless {
+    pulled: Arc<AtomicUsize>,
+}
+
+const ENDLESS_CAP: usize = 1_000_000;
+
+impl Iterator for Endless {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        let k = self.pulled.fetch_add(1, SeqCst);
+        assert!(
+            k < ENDLESS_CAP,
+            "the run pulled {ENDLESS_CAP} inputs from an endless iterator"
+        );
+        Some(k)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn fail_fast_returns_after_a_failure_even_on_an_endless_input() {
+    let limit = 4;
+    let pulled = Arc::new(AtomicUsize::new(0));
+    let it = Endless {
+        pulled: pulled.clone(),
+    };
+    let err = timeout(
+        HANG,
+        fan_out(it).limit(limit).run(|_ctx, i| async move {
+            sleep(ms(1 + i as u64 % 3)).await;
+            if i == 10 {
+                Err(E::Fatal)
+            } else {
+                Ok(i)
+            }
+        }),
+    )
+    .await
+    .expect("the run hung")
+    .expect_err("task 10 fails");
+    assert_eq!(err.key(), Some(&10));
+    let pulled = pulled.load(SeqCst);
+    assert!(
+        pulled <= 10 + 1 + limit,
+        "{pulled} inputs pulled from an endless iterator"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Zero is rejected when the run is built.
+
+#[test]
+#[should_panic(expected = "fanout: limit(0) would never run a task; use a limit of at least 1")]
+fn a_limit_of_zero_is_rejected_when_the_run_is_built() {
+    let _ = fan_out(0..3).limit(0);
+}
+
+#[test]
+#[should_panic(expected = "fanout: lanes(0) would never run a task")]
+fn zero_lanes_are_rejected_when_the_run_is_built() {
+    let _ = fan_out(0..3).lanes(0);
+}
+
+#[test]
+#[should_panic(expected = "Retry::attempts(0) is invalid")]
+fn zero_attempts_are_rejected_when_the_policy_is_built() {
+    let _ = Retry::attempts(0);
+}
