@@ -7,11 +7,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::Poll;
 
-use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::task::{attempts, Done, LaneRefs, Task};
+use super::slab::Slab;
+use super::task::{attempts, Body, Done, LaneRefs, Task};
 use super::{Env, Reason, Shared};
 use crate::ctx::{CtxShared, TaskCtx};
 use crate::retry::RetryPolicy;
@@ -42,6 +42,10 @@ pub(crate) struct LaneSlots {
     pub(crate) held: AtomicUsize,
     pub(crate) freed: Notify,
 }
+
+/// How many tasks a lane may finish without waiting before it yields to
+/// the runtime once.
+const YIELD_EVERY: usize = 1024;
 
 enum Event {
     /// Finished tasks were moved to the lane's `done` buffer.
@@ -83,10 +87,16 @@ where
         progress: env.progress.as_ref(),
     };
     let aborted = &refs.aborted;
-    let mut tasks = FuturesUnordered::new();
-    // Every finished task ready in one wake-up is delivered before the lane
-    // pulls again, so a burst of completions takes the input lock once.
+    let mut tasks = Slab::new();
+    // Tasks finished since the lane last delivered: every task ready in one
+    // wake-up is delivered before the lane pulls again, so a burst of
+    // completions takes the input lock once.
     let mut done = Vec::new();
+    // Inputs pulled under the lock, started after it is released: a task's
+    // first poll runs user code, which must not hold up the other lanes.
+    let mut pulled = Vec::new();
+    let mut since_yield = 0usize;
+    let fast = env.timeout.is_none() && env.retry.max_attempts() == 1;
     let mut cancelled = pin!(token.cancelled());
     let mut grace = pin!(None::<tokio::time::Sleep>);
     let mut stopping = false;
@@ -115,11 +125,49 @@ where
         let held = sink.slots().map_or(0, |s| s.held.load(Ordering::Acquire));
         let free = cap.saturating_sub(tasks.len() + held);
         if !stopping && !exhausted && free > 0 {
-            exhausted = shared.pull(free, |index, key, item| {
+            exhausted = shared.pull(free, |index, key, item| pulled.push((index, key, item)));
+            for (index, key, item) in pulled.drain(..) {
                 let span = S::task_span(&env.span, index, &key);
-                let body = attempts(&env, &ctx_shared, &shared.stopped, index, key.clone(), item);
-                tasks.push(Task::new(index, key, body, &refs, span));
-            });
+                let body = if fast {
+                    Body::Start {
+                        f: &env.f,
+                        ctx: Some(TaskCtx {
+                            index,
+                            key: key.clone(),
+                            attempt: 1,
+                            shared: ctx_shared.clone(),
+                        }),
+                        item: Some(item),
+                    }
+                } else {
+                    Body::Slow {
+                        fut: Box::pin(attempts(
+                            &env,
+                            &ctx_shared,
+                            &shared.stopped,
+                            index,
+                            key.clone(),
+                            item,
+                        )),
+                    }
+                };
+                if let Some(d) = tasks.start(Task::new(index, key, body, &refs, span)) {
+                    done.push(d);
+                }
+            }
+        }
+        if !done.is_empty() {
+            since_yield += done.len();
+            for d in done.drain(..) {
+                deliver(&shared, &env, &mut sink, d);
+            }
+            // Tasks that finish at once never make the lane wait: give the
+            // worker thread back to tokio now and then.
+            if since_yield >= YIELD_EVERY {
+                since_yield = 0;
+                tokio::task::yield_now().await;
+            }
+            continue;
         }
         if tasks.is_empty() && (exhausted || stopping) {
             break;
@@ -136,9 +184,7 @@ where
                 }
             });
             poll_fn(|cx| {
-                while let Poll::Ready(Some(d)) = tasks.poll_next_unpin(cx) {
-                    done.push(d);
-                }
+                tasks.poll_woken(cx, &mut done);
                 if !done.is_empty() {
                     return Poll::Ready(Event::Done);
                 }
@@ -157,6 +203,7 @@ where
             })
             .await
         };
+        since_yield = 0;
         match event {
             Event::Done => {
                 for d in done.drain(..) {

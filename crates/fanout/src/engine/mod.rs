@@ -14,6 +14,7 @@
 
 pub(crate) mod finish;
 mod lane;
+mod slab;
 mod task;
 
 use std::any::Any;

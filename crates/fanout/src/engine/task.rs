@@ -79,6 +79,45 @@ where
     }
 }
 
+pin_project! {
+    /// A task's body. Without a timeout or retries (the common case) it
+    /// calls the task function on its first poll and polls the user's future
+    /// in place; otherwise it runs [`attempts`], boxed so that the timer and
+    /// retry state do not make every task's slot bigger.
+    #[project = BodyProj]
+    pub(crate) enum Body<'a, F, K, I, Fut, Slow> {
+        Start { f: &'a F, ctx: Option<TaskCtx<K>>, item: Option<I> },
+        Run { #[pin] fut: Fut },
+        Slow { fut: Pin<Box<Slow>> },
+    }
+}
+
+impl<F, K, I, T, E, Fut, Slow> Future for Body<'_, F, K, I, Fut, Slow>
+where
+    F: Fn(TaskCtx<K>, I) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    Slow: Future<Output = (Result<T, TaskError<E>>, u32)>,
+{
+    type Output = (Result<T, TaskError<E>>, u32);
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            match self.as_mut().project() {
+                BodyProj::Start { f, ctx, item } => {
+                    let ctx = ctx.take().expect("a task starts once");
+                    let item = item.take().expect("a task starts once");
+                    let fut = f(ctx, item);
+                    self.set(Body::Run { fut });
+                }
+                BodyProj::Run { fut } => {
+                    return fut.poll(cx).map(|r| (r.map_err(TaskError::Failed), 1));
+                }
+                BodyProj::Slow { fut } => return fut.as_mut().poll(cx),
+            }
+        }
+    }
+}
+
 /// Drops a task's body in place, catching a panic from its destructor.
 fn drop_body<B>(body: Pin<&mut Option<B>>) -> Option<Panic> {
     let mut body = body;
