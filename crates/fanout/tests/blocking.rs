@@ -460,3 +460,19 @@ async fn an_async_run_returns_only_after_its_blocking_closures_returned() {
     assert_eq!(probe.ended.load(SeqCst), 7);
     assert_eq!(probe_cancel.load(SeqCst), 7);
 }
+
+#[test]
+fn blocking_runs_keep_progress_up_to_date() {
+    let progress = fanout::Progress::new();
+    let err = fan_out(0..100u32)
+        .limit(1)
+        .progress(&progress)
+        .run_blocking(|_ctx, n| if n == 40 { Err(n) } else { Ok(n) })
+        .unwrap_err();
+    assert_eq!(err.key(), Some(&40));
+    let s = progress.snapshot();
+    assert!(s.finished);
+    assert_eq!(s.total, Some(100));
+    assert_eq!((s.started, s.succeeded, s.failed, s.in_flight), (41, 40, 1, 0));
+    assert_eq!(s.not_started, 59);
+}
