@@ -82,11 +82,21 @@ impl Inputs {
 
     /// The jobs' inputs in GNU parallel's order: the last source varies
     /// fastest. Each item holds one value per source.
-    pub(crate) fn jobs(&self) -> Product<'_> {
+    pub(crate) fn jobs(&self) -> Product<&Inputs> {
         Product {
             inputs: self,
             odometer: vec![0; self.groups.len()],
             done: self.job_count() == 0,
+        }
+    }
+
+    /// [`Inputs::jobs`] for a shared `Inputs`: an iterator that owns its
+    /// inputs, as a run on the `fanout` library needs.
+    pub(crate) fn into_jobs(self: Arc<Inputs>) -> Product<Arc<Inputs>> {
+        Product {
+            odometer: vec![0; self.groups.len()],
+            done: self.job_count() == 0,
+            inputs: self,
         }
     }
 
@@ -112,20 +122,20 @@ fn group_len(group: &[Vec<Value>]) -> usize {
 
 /// The lazy cartesian product of the input groups.
 #[derive(Debug)]
-pub(crate) struct Product<'a> {
-    inputs: &'a Inputs,
+pub(crate) struct Product<B> {
+    inputs: B,
     odometer: Vec<usize>,
     done: bool,
 }
 
-impl Iterator for Product<'_> {
+impl<B: std::borrow::Borrow<Inputs>> Iterator for Product<B> {
     type Item = Vec<Value>;
 
     fn next(&mut self) -> Option<Vec<Value>> {
         if self.done {
             return None;
         }
-        let groups = &self.inputs.groups;
+        let groups = &self.inputs.borrow().groups;
         let item = groups
             .iter()
             .zip(&self.odometer)

@@ -2,17 +2,18 @@
 //! fanout's life), waiting with a timeout, retrying, and capturing output.
 
 use std::collections::HashMap;
+use std::ffi::{c_char, CString};
 use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
-use std::process::Stdio;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tokio::process::Command;
 
 use crate::input::Value;
+use crate::spawn::{self, BaseEnv};
 
 /// What every job of a run shares.
 #[derive(Debug)]
@@ -35,6 +36,89 @@ pub(crate) struct Shared {
     /// Set once the run stops (halt or signal): no new attempt starts, and a
     /// job ending now was killed by fanout, not by its own doing.
     pub(crate) stopping: AtomicBool,
+    /// fanout's environment without the per-job variables.
+    pub(crate) base_env: BaseEnv,
+    /// `/dev/null`, every job's stdin.
+    pub(crate) devnull: File,
+    /// The stack a child uses between `clone` and `execve`.
+    pub(crate) stack: Mutex<Vec<u8>>,
+    /// Programs found in `$PATH`, by name.
+    pub(crate) programs: Mutex<HashMap<String, CString>>,
+    /// Empty spool files of finished jobs, ready for the next ones.
+    pub(crate) spools: Mutex<Vec<File>>,
+    /// At most this many spool files are kept for reuse.
+    pub(crate) max_spools: usize,
+}
+
+impl Shared {
+    /// What every job shares; opens `/dev/null` and captures the
+    /// environment.
+    ///
+    /// # Errors
+    /// `/dev/null` cannot be opened.
+    pub(crate) fn new(
+        shell: String,
+        timeout: Option<Duration>,
+        attempts: u32,
+        line_buffer: bool,
+        tag: bool,
+        mark: Option<String>,
+        jobs: usize,
+    ) -> std::io::Result<Shared> {
+        Ok(Shared {
+            shell,
+            timeout,
+            attempts,
+            line_buffer,
+            tag,
+            groups: Mutex::new(HashMap::new()),
+            mark,
+            stopping: AtomicBool::new(false),
+            base_env: BaseEnv::capture(&[
+                "PARALLEL_SEQ",
+                "PARALLEL_JOBSLOT",
+                crate::leftovers::MARK_VAR,
+            ]),
+            devnull: File::open("/dev/null")?,
+            stack: Mutex::new(Vec::new()),
+            programs: Mutex::new(HashMap::new()),
+            spools: Mutex::new(Vec::new()),
+            max_spools: 2 * jobs + 16,
+        })
+    }
+
+    /// The path to execute for `program` (looked up in `$PATH` once).
+    fn resolve(&self, program: &str) -> std::io::Result<CString> {
+        let mut programs = self.programs.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(path) = programs.get(program) {
+            return Ok(path.clone());
+        }
+        // Only found programs are remembered: one that a job creates can
+        // still be found by a later job.
+        let path = spawn::resolve(program)?;
+        programs.insert(program.to_owned(), path.clone());
+        Ok(path)
+    }
+
+    /// An empty spool file: a recycled one, or a new unlinked temp file.
+    fn spool(&self) -> std::io::Result<File> {
+        let recycled = self.spools.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        match recycled {
+            Some(file) => Ok(file),
+            None => tempfile::tempfile(),
+        }
+    }
+
+    /// Keeps an empty spool file, at offset 0 and written to by no
+    /// process, for a later job.
+    fn recycle(&self, mut file: File) {
+        let mut spools = self.spools.lock().unwrap_or_else(|p| p.into_inner());
+        // A job may have written and then truncated its output: empty, but
+        // not at offset 0.
+        if spools.len() < self.max_spools && file.stream_position().is_ok_and(|at| at == 0) {
+            spools.push(file);
+        }
+    }
 }
 
 /// A job ready to start.
@@ -76,6 +160,9 @@ pub(crate) struct Finished {
     pub(crate) stderr: Option<File>,
     /// Bytes of stdout.
     pub(crate) received: u64,
+    /// With `-k`: this job's place in the bounded backlog of unprinted
+    /// jobs, given back when the job is printed (dropped).
+    pub(crate) backlog: Option<crate::output::BacklogTicket>,
 }
 
 impl Finished {
@@ -118,6 +205,7 @@ pub(crate) async fn run(spec: JobSpec, shared: Arc<Shared>) -> Finished {
                 stdout: outcome.stdout,
                 stderr: outcome.stderr,
                 received: outcome.received,
+                backlog: None,
             };
         }
         attempt += 1;
@@ -144,6 +232,7 @@ impl Outcome {
     }
 
     fn failed_to_start(start: SystemTime, exitval: i32, message: String) -> Outcome {
+        // The message becomes the job's stderr, as a shell's would.
         let stderr = tempfile::tempfile().ok().and_then(|mut f| {
             f.write_all(message.as_bytes()).ok()?;
             f.seek(SeekFrom::Start(0)).ok()?;
@@ -169,63 +258,62 @@ impl Outcome {
 
 async fn run_once(spec: &JobSpec, shared: &Shared) -> Outcome {
     let start = SystemTime::now();
-    let mut cmd = match &spec.argv {
-        Some(argv) => {
-            let mut cmd = Command::new(&argv[0]);
-            cmd.args(&argv[1..]);
-            cmd
-        }
-        None => {
-            let mut cmd = Command::new(&shared.shell);
-            cmd.arg("-c").arg(&spec.command);
-            cmd
-        }
+    let program = spec
+        .argv
+        .as_ref()
+        .map_or(shared.shell.as_str(), |a| a[0].as_str());
+    let spawn_error = |e: std::io::Error| {
+        let (code, what) = match e.kind() {
+            std::io::ErrorKind::NotFound => (127, "command not found".to_owned()),
+            std::io::ErrorKind::PermissionDenied => (126, "permission denied".to_owned()),
+            _ => (126, e.to_string()),
+        };
+        Outcome::failed_to_start(start, code, format!("fanout: {program}: {what}\n"))
     };
-    cmd.env("PARALLEL_SEQ", spec.seq.to_string())
-        .env("PARALLEL_JOBSLOT", spec.slot.to_string())
-        .stdin(Stdio::null())
-        .process_group(0)
-        .kill_on_drop(true);
-    if let Some(mark) = &shared.mark {
-        cmd.env(crate::leftovers::MARK_VAR, mark);
-    }
-    let parent = std::process::id() as libc::pid_t;
-    // SAFETY: the closure runs in the forked child before exec and only
-    // makes async-signal-safe calls (prctl, getppid, signal, _exit).
-    unsafe {
-        cmd.pre_exec(move || {
-            // Die with fanout, even when it is SIGKILLed, so no job outlives
-            // the run that started it.
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            if libc::getppid() != parent {
-                libc::_exit(1);
-            }
-            // Rust ignores SIGPIPE in fanout itself; an ignored signal stays
-            // ignored across exec, which would change how `cmd | head` ends.
-            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-            Ok(())
-        });
-    }
+    let path = match shared.resolve(program) {
+        Ok(path) => path,
+        Err(e) => return spawn_error(e),
+    };
+    let words: Result<Vec<CString>, _> = match &spec.argv {
+        Some(argv) => argv.iter().map(|a| CString::new(a.as_bytes())).collect(),
+        None => [shared.shell.as_str(), "-c", spec.command.as_str()]
+            .iter()
+            .map(|a| CString::new(a.as_bytes()))
+            .collect(),
+    };
+    let words = match words {
+        Ok(words) => words,
+        Err(e) => return spawn_error(std::io::Error::new(std::io::ErrorKind::InvalidInput, e)),
+    };
+    let job_env = [
+        CString::new(format!("PARALLEL_SEQ={}", spec.seq)),
+        CString::new(format!("PARALLEL_JOBSLOT={}", spec.slot)),
+    ];
+    let mark = shared
+        .mark
+        .as_ref()
+        .and_then(|m| CString::new(format!("{}={m}", crate::leftovers::MARK_VAR)).ok());
+
+    // Grouped output goes to two spool files (recycled ones when possible);
+    // --line-buffer output to pipes read as it comes.
+    let mut pipes = None;
     let spool = if shared.line_buffer {
-        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-        None
+        match (pipe(), pipe()) {
+            (Ok(out), Ok(err)) => {
+                pipes = Some((out, err));
+                None
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                return Outcome::failed_to_start(
+                    start,
+                    255,
+                    format!("fanout: cannot create a pipe: {e}\n"),
+                );
+            }
+        }
     } else {
-        match (tempfile::tempfile(), tempfile::tempfile()) {
-            (Ok(out), Ok(err)) => match (out.try_clone(), err.try_clone()) {
-                (Ok(out2), Ok(err2)) => {
-                    cmd.stdout(out2).stderr(err2);
-                    Some((out, err))
-                }
-                (Err(e), _) | (_, Err(e)) => {
-                    return Outcome::failed_to_start(
-                        start,
-                        255,
-                        format!("fanout: cannot spool output: {e}\n"),
-                    );
-                }
-            },
+        match (shared.spool(), shared.spool()) {
+            (Ok(out), Ok(err)) => Some((out, err)),
             (Err(e), _) | (_, Err(e)) => {
                 return Outcome::failed_to_start(
                     start,
@@ -235,24 +323,33 @@ async fn run_once(spec: &JobSpec, shared: &Shared) -> Outcome {
             }
         }
     };
-    let started = Instant::now();
-    let mut child = match cmd.spawn() {
-        Ok(child) => child,
-        Err(e) => {
-            let program = spec
-                .argv
-                .as_ref()
-                .map_or(shared.shell.as_str(), |a| a[0].as_str());
-            let (code, what) = match e.kind() {
-                std::io::ErrorKind::NotFound => (127, "command not found".to_owned()),
-                std::io::ErrorKind::PermissionDenied => (126, "permission denied".to_owned()),
-                _ => (126, e.to_string()),
-            };
-            return Outcome::failed_to_start(start, code, format!("fanout: {program}: {what}\n"));
-        }
+    let fds = match (&spool, &pipes) {
+        (Some((out, err)), _) => [shared.devnull.as_raw_fd(), out.as_raw_fd(), err.as_raw_fd()],
+        (None, Some(((_, out_w), (_, err_w)))) => [
+            shared.devnull.as_raw_fd(),
+            out_w.as_raw_fd(),
+            err_w.as_raw_fd(),
+        ],
+        (None, None) => unreachable!("either spool files or pipes"),
     };
-    drop(cmd);
-    let pid = child.id().map_or(0, |id| id as i32);
+    let started = Instant::now();
+    let spawned = {
+        let envp: Vec<*const c_char> = shared
+            .base_env
+            .0
+            .iter()
+            .chain(job_env.iter().flatten())
+            .chain(mark.iter())
+            .map(|e| e.as_ptr())
+            .collect();
+        let mut stack = shared.stack.lock().unwrap_or_else(|p| p.into_inner());
+        spawn::spawn(&path, &words, &envp, fds, &mut stack)
+    };
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(e) => return spawn_error(e),
+    };
+    let pid = child.id();
     shared
         .groups
         .lock()
@@ -260,16 +357,16 @@ async fn run_once(spec: &JobSpec, shared: &Shared) -> Outcome {
         .insert(spec.seq, pid);
 
     let tag = shared.tag.then(|| tag_of(&spec.inputs));
-    let forwarders = shared.line_buffer.then(|| {
-        let out = child
-            .stdout
-            .take()
-            .map(|s| tokio::spawn(forward_lines(s, false, tag.clone())));
-        let err = child
-            .stderr
-            .take()
-            .map(|s| tokio::spawn(forward_lines(s, true, tag.clone())));
-        (out, err)
+    let forwarders = pipes.map(|((out_r, out_w), (err_r, err_w))| {
+        // Our copies of the write ends go, so the readers see EOF when the
+        // job's processes are done with them.
+        drop((out_w, err_w));
+        let forward = |fd: OwnedFd, to_stderr: bool| {
+            tokio::net::unix::pipe::Receiver::from_owned_fd(fd)
+                .ok()
+                .map(|r| tokio::spawn(forward_lines(r, to_stderr, tag.clone())))
+        };
+        (forward(out_r, false), forward(err_r, true))
     });
 
     let mut timed_out = false;
@@ -301,13 +398,32 @@ async fn run_once(spec: &JobSpec, shared: &Shared) -> Outcome {
     }
     let (stdout, stderr) = match spool {
         Some((mut out, mut err)) => {
-            received = out.seek(SeekFrom::End(0)).unwrap_or(0);
-            let _ = out.seek(SeekFrom::Start(0));
-            let err_len = err.seek(SeekFrom::End(0)).unwrap_or(1);
-            let _ = err.seek(SeekFrom::Start(0));
-            // Empty spools are closed now: with -k, finished jobs wait with
-            // their files open, and most jobs write no stderr.
-            ((received > 0).then_some(out), (err_len > 0).then_some(err))
+            received = out.metadata().map_or(0, |m| m.len());
+            let err_len = err.metadata().map_or(1, |m| m.len());
+            // Nothing can write to an empty spool any more once the job's
+            // process group is gone: recycle it. Otherwise keep it (read
+            // from the start) or, if still empty, close it now: with -k,
+            // finished jobs wait with their files open.
+            let group_gone = !group_exists(pid);
+            let out = if received > 0 {
+                let _ = out.seek(SeekFrom::Start(0));
+                Some(out)
+            } else {
+                if group_gone {
+                    shared.recycle(out);
+                }
+                None
+            };
+            let err = if err_len > 0 {
+                let _ = err.seek(SeekFrom::Start(0));
+                Some(err)
+            } else {
+                if group_gone {
+                    shared.recycle(err);
+                }
+                None
+            };
+            (out, err)
         }
         None => (None, None),
     };
@@ -335,11 +451,28 @@ async fn run_once(spec: &JobSpec, shared: &Shared) -> Outcome {
     }
 }
 
+/// Whether any process is left in the process group `pgid`.
+fn group_exists(pgid: i32) -> bool {
+    // SAFETY: kill(2) with signal 0 only checks; no memory is involved.
+    pgid > 0 && unsafe { libc::kill(-pgid, 0) } == 0
+}
+
+/// A pipe: (read end, write end), both close-on-exec.
+fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two descriptors to a valid array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: pipe2 just returned these descriptors to us.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
 /// GNU parallel's `--term-seq` shortened: SIGTERM to the whole group, then
 /// SIGKILL if it is still there 200 ms later.
 async fn terminate_group(
     pid: i32,
-    child: &mut tokio::process::Child,
+    child: &mut spawn::Process,
 ) -> std::io::Result<std::process::ExitStatus> {
     signal_group(pid, libc::SIGTERM);
     match tokio::time::timeout(Duration::from_millis(200), child.wait()).await {

@@ -14,6 +14,7 @@ mod output;
 mod quote;
 mod results;
 mod run;
+mod spawn;
 mod template;
 
 use std::process::ExitCode;

@@ -5,6 +5,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write};
 
+use std::sync::Arc;
+
 use indicatif::ProgressBar;
 use tokio::sync::Notify;
 
@@ -13,6 +15,20 @@ use crate::job::{tag_of, Finished};
 /// Wakes the run loop when fanout's stdout turns out to be a closed pipe
 /// (`fanout … | head`), so the run stops quietly.
 pub(crate) static BROKEN_PIPE_NOTIFY: Notify = Notify::const_new();
+
+/// With `-k`, a started job's place in the bounded backlog of unprinted
+/// jobs; dropping it (when the job is printed, or did not start) lets a
+/// later job start. Job `i` (in start order) may start once `i` is below
+/// the number of places given back plus the limit, so the earliest
+/// unprinted job can always start, whatever order jobs ask in.
+#[derive(Debug)]
+pub(crate) struct BacklogTicket(pub(crate) Arc<tokio::sync::watch::Sender<u64>>);
+
+impl Drop for BacklogTicket {
+    fn drop(&mut self) {
+        self.0.send_modify(|released| *released += 1);
+    }
+}
 
 /// Records that stdout is gone; the run then stops quietly.
 pub(crate) fn broken_pipe() {
@@ -54,11 +70,16 @@ impl Printer {
         }
     }
 
-    /// How many jobs are started or finished but not printed (`-k` only);
-    /// the run stops starting jobs when this grows too long, which bounds
-    /// the open temporary files.
-    pub(crate) fn backlog(&self) -> usize {
-        self.order.len()
+    /// Forgets a job that was to start but never did (the run stopped
+    /// first), so later jobs' output need not wait for it.
+    ///
+    /// # Errors
+    /// Writing to stdout or stderr fails.
+    pub(crate) fn never_started(&mut self, seq: u64) -> io::Result<()> {
+        if let Some(at) = self.order.iter().position(|&s| s == seq) {
+            self.order.remove(at);
+        }
+        self.print_ready()
     }
 
     /// Prints `job` now, or holds it until its turn.
@@ -70,6 +91,11 @@ impl Printer {
             return self.print(job);
         }
         self.waiting.insert(job.spec.seq, job);
+        self.print_ready()
+    }
+
+    /// Prints the held jobs whose turn has come.
+    fn print_ready(&mut self) -> io::Result<()> {
         while let Some(seq) = self.order.front() {
             let Some(job) = self.waiting.remove(seq) else {
                 break;

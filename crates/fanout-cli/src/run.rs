@@ -1,26 +1,32 @@
 //! The run: starts at most `-j` jobs at a time, collects them, journals,
 //! prints, applies the halt policy and handles signals.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
+use std::convert::Infallible;
 use std::io::Write;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::Context;
+use fanout::{Order, PanicPolicy, TaskError};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::task::JoinSet;
 
 use crate::flags::{Config, HaltOn, HaltWhen, Resume};
 use crate::job::{self, Finished, JobSpec, Shared};
 use crate::joblog::{Fingerprint, JobRecord, Joblog, Skip};
 use crate::leftovers;
-use crate::output::{self, Printer};
+use crate::output::{self, BacklogTicket, Printer};
 use crate::results::Results;
+use crate::template::Template;
 
 /// How long jobs get between SIGTERM and SIGKILL when the run stops.
 const GRACE: Duration = Duration::from_millis(200);
+
+/// The engine's grace period: jobs are never dropped by it, since fanout
+/// terminates their process groups itself and each job reaps its process.
+const NO_ABORT: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// GNU parallel's exit code for an error of the tool itself.
 pub(crate) const TOOL_ERROR: i32 = 255;
@@ -95,16 +101,18 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<i32> {
 
     let total = config.inputs.job_count().saturating_sub(skip.len() as u64);
     let bar = progress_bar(&config, total);
-    let shared = Arc::new(Shared {
-        shell: std::env::var("PARALLEL_SHELL").unwrap_or_else(|_| "/bin/sh".to_owned()),
-        timeout: config.timeout,
-        attempts: config.attempts,
-        line_buffer: config.line_buffer,
-        tag: config.tag,
-        groups: Mutex::new(Default::default()),
-        mark,
-        stopping: Default::default(),
-    });
+    let shared = Arc::new(
+        Shared::new(
+            std::env::var("PARALLEL_SHELL").unwrap_or_else(|_| "/bin/sh".to_owned()),
+            config.timeout,
+            config.attempts,
+            config.line_buffer,
+            config.tag,
+            mark,
+            config.jobs,
+        )
+        .context("cannot open /dev/null")?,
+    );
     let mut printer = Printer::new(config.keep_order, config.tag, bar.clone());
     // With -k, waiting output keeps its temp files open (one or two per
     // job); past this many unprinted jobs the run waits for the earliest
@@ -112,55 +120,53 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<i32> {
     let fd_budget = raise_fd_limit().saturating_sub(64 + 2 * config.jobs) / 2;
     let backlog_limit = fd_budget.clamp(config.jobs.max(1), (config.jobs * 16).max(1024));
 
-    let mut pending = config
-        .inputs
-        .jobs()
-        .enumerate()
-        .map(|(i, inputs)| (i as u64 + 1, inputs));
-    let mut running: JoinSet<Finished> = JoinSet::new();
-    let mut free_slots: BTreeSet<usize> = (1..=config.jobs).collect();
+    // The jobs run on the `fanout` library's engine: it starts at most `-j`
+    // at a time, in input order, and hands each one's outcome over as it
+    // completes. Stopping maps onto `cancel()` (no new start); the running
+    // jobs' process groups are terminated by fanout itself (`stop_now`),
+    // and the grace period is unbounded so that the engine never drops a
+    // job that is still reaping its process.
+    let inputs = Arc::new(config.inputs.clone());
+    let jobs = inputs
+        .into_jobs()
+        .zip(1u64..)
+        .filter(move |(_, seq)| !skip.contains(seq))
+        .map(|(inputs, seq)| (seq, inputs));
+    let starter = Arc::new(Starter {
+        template: config.template.clone(),
+        shared: shared.clone(),
+        free_slots: Mutex::new((1..=config.jobs).collect()),
+        started: Mutex::new(VecDeque::new()),
+        backlog: config
+            .keep_order
+            .then(|| Arc::new(tokio::sync::watch::Sender::new(0))),
+        backlog_limit: backlog_limit as u64,
+        issued: AtomicU64::new(0),
+        no_new_starts: AtomicBool::new(false),
+    });
+    let mut stream = {
+        let starter = starter.clone();
+        fanout::fan_out_keyed(jobs)
+            .limit(config.jobs)
+            .grace(NO_ABORT)
+            .panics(PanicPolicy::AsError)
+            .stream(Order::Completion, move |task, inputs| {
+                starter.clone().start(*task.key(), inputs)
+            })
+    };
     let (mut failed, mut succeeded) = (0u64, 0u64);
     let mut stop: Option<Stop> = None;
     let mut kill_at: Option<tokio::time::Instant> = None;
+    let mut cancelled = false;
 
     loop {
-        while stop.is_none() && running.len() < config.jobs && printer.backlog() < backlog_limit {
-            let Some((seq, inputs)) = pending.next() else {
-                break;
-            };
-            if skip.contains(&seq) {
-                continue;
-            }
-            let slot = free_slots.pop_first().unwrap_or(1);
-            let values: Vec<&str> = inputs.iter().map(|v| &**v).collect();
-            let command = config.template.render_shell(&values, seq, slot);
-            let argv = (!config.template.needs_shell())
-                .then(|| config.template.render_argv(&values, seq, slot));
-            printer.started(seq);
-            running.spawn(job::run(
-                JobSpec {
-                    seq,
-                    slot,
-                    inputs,
-                    command,
-                    argv,
-                },
-                shared.clone(),
-            ));
+        if stop.is_some() && !cancelled {
+            starter.no_new_starts.store(true, Ordering::SeqCst);
+            stream.cancel();
+            cancelled = true;
         }
-        if running.is_empty() {
-            break;
-        }
-        let mut finished = tokio::select! {
-            joined = running.join_next() => match joined {
-                Some(Ok(finished)) => finished,
-                Some(Err(e)) => {
-                    eprintln!("fanout: a job's task failed: {e}");
-                    stop.get_or_insert(Stop::ToolError);
-                    continue;
-                }
-                None => continue,
-            },
+        let next = tokio::select! {
+            next = stream.next() => next,
             _ = sigint.recv() => {
                 on_signal(&mut stop, &shared, &mut kill_at, libc::SIGINT);
                 continue;
@@ -179,7 +185,36 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<i32> {
                 continue;
             }
         };
-        free_slots.insert(finished.spec.slot);
+        // Jobs the engine started, in start order: their place in -k order.
+        for seq in starter
+            .started
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
+            printer.started(seq);
+        }
+        let Some((seq, outcome)) = next else {
+            break;
+        };
+        let mut finished = match outcome {
+            Ok(Some(finished)) => finished,
+            // The run stopped before the job started: nothing ran.
+            Ok(None) | Err(TaskError::NotStarted | TaskError::Cancelled) => {
+                if let Err(e) = printer.never_started(seq) {
+                    report_write_error(&e, &mut stop, &shared, &mut kill_at);
+                }
+                continue;
+            }
+            Err(e) => {
+                eprintln!("fanout: job {seq}'s task failed: {e}");
+                stop_now(&mut stop, Stop::ToolError, &shared, &mut kill_at);
+                if let Err(e) = printer.never_started(seq) {
+                    report_write_error(&e, &mut stop, &shared, &mut kill_at);
+                }
+                continue;
+            }
+        };
         if finished.aborted {
             // Killed because the run is stopping: it did not complete, so it
             // is neither counted nor journaled, and a resume runs it again.
@@ -306,6 +341,94 @@ fn dry_run(config: &Config) -> anyhow::Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// Starts jobs for the engine: renders the command, takes a `{%}` slot and,
+/// with `-k`, a place in the bounded backlog of unprinted jobs.
+struct Starter {
+    template: Template,
+    shared: Arc<Shared>,
+    /// `{%}` numbers not in use, lowest first.
+    free_slots: Mutex<BTreeSet<usize>>,
+    /// Seqs of jobs handed to the engine, in order, not yet seen by the run
+    /// loop's printer.
+    started: Mutex<VecDeque<u64>>,
+    /// With -k, waiting output keeps its temp files open; past this many
+    /// unprinted jobs a job waits for the earliest to be printed before it
+    /// starts, so fanout never runs out of file descriptors.
+    backlog: Option<Arc<tokio::sync::watch::Sender<u64>>>,
+    /// How many unprinted jobs (with -k).
+    backlog_limit: u64,
+    /// Jobs handed to the engine so far.
+    issued: AtomicU64,
+    /// Set when the run stops: a job still waiting for a backlog place does
+    /// not start.
+    no_new_starts: AtomicBool,
+}
+
+impl std::fmt::Debug for Starter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Starter").finish_non_exhaustive()
+    }
+}
+
+impl Starter {
+    /// The job `seq`: `None` if the run stopped before it could start.
+    fn start(
+        self: Arc<Self>,
+        seq: u64,
+        inputs: Vec<crate::input::Value>,
+    ) -> impl std::future::Future<Output = Result<Option<Finished>, Infallible>> + Send + 'static
+    {
+        // Called by the engine in input order, when it starts the job.
+        self.started
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push_back(seq);
+        let place = self.issued.fetch_add(1, Ordering::SeqCst);
+        async move {
+            let backlog = match &self.backlog {
+                Some(released) => {
+                    let ticket = BacklogTicket(released.clone());
+                    let limit = self.backlog_limit;
+                    let _ = released
+                        .subscribe()
+                        .wait_for(|&released| place < released + limit)
+                        .await;
+                    Some(ticket)
+                }
+                None => None,
+            };
+            if self.no_new_starts.load(Ordering::SeqCst) {
+                return Ok(None);
+            }
+            let slot = self
+                .free_slots
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pop_first()
+                .unwrap_or(1);
+            let values: Vec<&str> = inputs.iter().map(|v| &**v).collect();
+            let command = self.template.render_shell(&values, seq, slot);
+            let argv = (!self.template.needs_shell())
+                .then(|| self.template.render_argv(&values, seq, slot));
+            drop(values);
+            let spec = JobSpec {
+                seq,
+                slot,
+                inputs,
+                command,
+                argv,
+            };
+            let mut finished = job::run(spec, self.shared.clone()).await;
+            self.free_slots
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(slot);
+            finished.backlog = backlog;
+            Ok(Some(finished))
+        }
+    }
 }
 
 fn record_of(job: &Finished) -> JobRecord {
