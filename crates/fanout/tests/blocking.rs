@@ -473,6 +473,9 @@ fn blocking_runs_keep_progress_up_to_date() {
     let s = progress.snapshot();
     assert!(s.finished);
     assert_eq!(s.total, Some(100));
-    assert_eq!((s.started, s.succeeded, s.failed, s.in_flight), (41, 40, 1, 0));
+    assert_eq!(
+        (s.started, s.succeeded, s.failed, s.in_flight),
+        (41, 40, 1, 0)
+    );
     assert_eq!(s.not_started, 59);
 }

@@ -293,7 +293,9 @@ async fn on_the_fail_fast_path_task_spans_say_cancelled_or_not_started_and_close
     );
     let three = outcomes.get(3).copied().unwrap_or(("3", "never pulled"));
     assert!(
-        three == ("3", "not_started") || three == ("3", "cancelled") || three == ("3", "never pulled"),
+        three == ("3", "not_started")
+            || three == ("3", "cancelled")
+            || three == ("3", "never pulled"),
         "{three:?}"
     );
     // Spans and counts tell the same story; 3 (unless cancelled), 4 and 5
