@@ -103,7 +103,7 @@ struct ChildArgs {
     envp: *const *const c_char,
     fds: [c_int; 3],
     parent: libc::pid_t,
-    /// The signals to set back to their default action (see [`handled`]).
+    /// The signals to set back to their default action (see `handled_signals`).
     handled: *const [c_int; MAX_SIGNALS],
     handled_len: usize,
     /// Set by the child when `execve` failed (errno).
