@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Times 10,000 jobs of `true` at -j 8 for the floor (forkwait: fork/exec and
 # wait, nothing else), fanout (plain, and with -k --joblog), xargs -P 8,
-# GNU parallel and rust-parallel, with hyperfine. See docs/BENCHMARKS-cli.md.
+# GNU parallel and rust-parallel, with hyperfine. See docs/BENCHMARKS.md ("The `fanout` command").
 #
 #   scripts/bench-cli.sh                 # 3 runs each, GNU parallel 1 run
 #   RUNS=5 PARALLEL_RUNS=2 N=10000 J=8 scripts/bench-cli.sh
