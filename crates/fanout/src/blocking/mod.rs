@@ -283,30 +283,32 @@ where
     let run = Run::new(source, cfg, f, retry, stop_on_failure, span);
     let started = Instant::now();
     run.running.store(threads, Ordering::Release);
-    let mut collected = Collected::default();
+    // Workers hand their results over here instead of through `join`: the
+    // scope waits for every closure to return, but joining would also wait
+    // for each OS thread to be torn down, which with thousands of threads
+    // took most of the time between a failure and the caller's return.
+    let collected = Mutex::new(Collected::default());
     std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                s.spawn(|| {
-                    let mut sink = Collected::default();
-                    run.worker(&mut sink);
-                    run.worker_exit();
-                    sink
-                })
-            })
-            .collect();
+        for _ in 0..threads {
+            s.spawn(|| {
+                let mut sink = Collected::default();
+                run.worker(&mut sink);
+                collected
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .merge(sink);
+                run.worker_exit();
+            });
+        }
         if Run::<S, F, R>::needs_watch(cfg) {
             run.watch(cfg, started);
         }
-        for h in handles {
-            match h.join() {
-                Ok(c) => collected.merge(c),
-                // Workers catch every panic of user code; one reaching here
-                // is ours, so it is re-raised as is.
-                Err(p) => std::panic::resume_unwind(p),
-            }
-        }
+        // Leaving the scope waits for every worker; a panic of one (a bug of
+        // ours: workers catch every panic of user code) is re-raised there.
     });
+    let collected = collected
+        .into_inner()
+        .unwrap_or_else(PoisonError::into_inner);
     if let Some(p) = run.shared.take_source_panic() {
         std::panic::resume_unwind(p);
     }
