@@ -98,6 +98,11 @@ impl<K: Send + 'static, T: Send + 'static, E: Send + 'static> Collector<K, T, E>
 ///   the panic from `next`.
 /// - The stream ends (`None`) only once every task and lane has finished.
 ///
+/// Cost: each outcome crosses from its lane to the consumer through a
+/// channel, so a stream costs more per task than [`run`](crate::FanOut::run):
+/// about 290 ns per trivial task on the project's 2-core machine
+/// (`docs/BENCHMARKS.md`, "Scale"), against about 55 ns for `run`.
+///
 /// # Cancel safety
 /// [`next`](TaskStream::next) and `Stream::poll_next` are cancel safe: an
 /// outcome is removed only when it is returned.
