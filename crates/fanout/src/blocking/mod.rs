@@ -252,9 +252,12 @@ where
     }
 
     fn worker_exit(&self) {
-        self.running.fetch_sub(1, Ordering::AcqRel);
-        let _g = self.wake.lock().unwrap_or_else(PoisonError::into_inner);
-        self.woken.notify_all();
+        // Only the last worker wakes the caller's watch: with hundreds of
+        // threads, each taking the lock on its way out made them queue.
+        if self.running.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let _g = self.wake.lock().unwrap_or_else(PoisonError::into_inner);
+            self.woken.notify_all();
+        }
     }
 }
 
@@ -287,16 +290,17 @@ where
     // scope waits for every closure to return, but joining would also wait
     // for each OS thread to be torn down, which with thousands of threads
     // took most of the time between a failure and the caller's return.
-    let collected = Mutex::new(Collected::default());
+    // One slot per worker, so that workers on their way out do not queue on
+    // a shared lock either.
+    let slots: Vec<Mutex<Collected<S::Key, T, E>>> =
+        (0..threads).map(|_| Mutex::default()).collect();
     std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| {
+        for slot in &slots {
+            let run = &run;
+            s.spawn(move || {
                 let mut sink = Collected::default();
                 run.worker(&mut sink);
-                collected
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .merge(sink);
+                *slot.lock().unwrap_or_else(PoisonError::into_inner) = sink;
                 run.worker_exit();
             });
         }
@@ -306,9 +310,10 @@ where
         // Leaving the scope waits for every worker; a panic of one (a bug of
         // ours: workers catch every panic of user code) is re-raised there.
     });
-    let collected = collected
-        .into_inner()
-        .unwrap_or_else(PoisonError::into_inner);
+    let mut collected = Collected::default();
+    for slot in slots {
+        collected.merge(slot.into_inner().unwrap_or_else(PoisonError::into_inner));
+    }
     if let Some(p) = run.shared.take_source_panic() {
         std::panic::resume_unwind(p);
     }
