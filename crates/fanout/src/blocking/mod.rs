@@ -261,6 +261,13 @@ where
     }
 }
 
+/// The number of worker threads: the limit, or fewer when the input is
+/// known to be shorter.
+fn thread_count<S: Input>(cfg: &Config, source: &S) -> usize {
+    let limit = cfg.blocking_limit();
+    source.exact_len().map_or(limit, |n| limit.min(n.max(1)))
+}
+
 /// Runs a blocking run to completion on `threads` scoped threads and
 /// returns what they collected. Returns only when every closure has
 /// returned. Re-raises a panic of the input iterator.
@@ -282,7 +289,7 @@ where
     if let Some(p) = &cfg.progress {
         p.set_total(source.exact_len());
     }
-    let threads = cfg.blocking_limit();
+    let threads = thread_count(cfg, &source);
     let run = Run::new(source, cfg, f, retry, stop_on_failure, span);
     let started = Instant::now();
     run.running.store(threads, Ordering::Release);
@@ -353,7 +360,7 @@ where
     if let Some(p) = &cfg.progress {
         p.set_total(source.exact_len());
     }
-    let threads = cfg.blocking_limit();
+    let threads = thread_count(cfg, &source);
     let run = Run::new(source, cfg, f, retry, false, span);
     let started = Instant::now();
     let deadline = cfg.deadline.map(|d| started + d);

@@ -99,7 +99,8 @@ where
     /// (default: the number of CPUs), fail-fast, and returns the results in
     /// input order: `out[i]` is the result of input `i`.
     ///
-    /// No async runtime is needed. The closure and the inputs may borrow from
+    /// It uses `limit` threads, or one per input when the input is known to
+    /// be shorter. No async runtime is needed. The closure and the inputs may borrow from
     /// the caller's stack: the call returns only when every closure that
     /// started has returned. What the async [`run`](FanOut::run) promises holds
     /// here too, with these differences, since threads cannot be interrupted:
