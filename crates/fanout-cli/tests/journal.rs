@@ -226,8 +226,14 @@ fn sigkill_at_random_instants_then_resume_never_reruns_a_recorded_job_nor_loses_
             assert!((0..=30).contains(&code), "exit code {code}");
             true
         };
-        // Let the jobs of a killed run (which die with it) go first.
-        std::thread::sleep(Duration::from_millis(50));
+        // The jobs of a killed run die with it (parent-death signal): wait
+        // until none is left, so that their side effects count for this run.
+        let survivors =
+            common::wait_for_no_process(side.to_str().unwrap(), Duration::from_secs(10));
+        assert!(
+            survivors.is_empty(),
+            "jobs outlived the killed run: {survivors:?}"
+        );
         let ran: Vec<u64> = side_effects(&side)[side_before..]
             .iter()
             .map(|&(seq, _)| seq)
