@@ -50,8 +50,8 @@ impl<S: Send> RunControl for Shared<S> {
     }
 }
 
-/// A finished task as a lane sends it: the lane's number and the task.
-type FromLane<K, T, E> = (usize, Done<K, T, E>);
+/// Finished tasks as a lane sends them: the lane's number and a batch.
+type FromLane<K, T, E> = (usize, Vec<Done<K, T, E>>);
 /// A finished task waiting in the reorder window: lane, key, outcome.
 type FromLaneOrdered<K, T, E> = (usize, K, Outcome<T, E>);
 
@@ -59,21 +59,43 @@ struct StreamSink<K, T, E> {
     tx: Option<mpsc::UnboundedSender<FromLane<K, T, E>>>,
     lane: usize,
     slots: Arc<[LaneSlots]>,
+    // Outcomes of one wake-up of the lane go out as one message, so the
+    // consumer is woken once per batch rather than once per task.
+    batch: Vec<Done<K, T, E>>,
 }
 
 impl<K: Send + 'static, T: Send + 'static, E: Send + 'static> Collector<K, T, E>
     for StreamSink<K, T, E>
 {
     fn push(&mut self, done: Done<K, T, E>, _seq: Option<usize>) {
-        self.slots[self.lane].held.fetch_add(1, Ordering::AcqRel);
+        self.batch.push(done);
+    }
+
+    fn pending(&self) -> usize {
+        self.batch.len()
+    }
+
+    fn ordered(&self) -> bool {
+        true
+    }
+
+    fn flush(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.batch);
+        self.slots[self.lane]
+            .held
+            .fetch_add(batch.len(), Ordering::AcqRel);
         // The receiver is gone only when the stream was dropped, and then
-        // this lane is being aborted: the outcome has nobody to go to.
+        // this lane is being aborted: the outcomes have nobody to go to.
         if let Some(tx) = &self.tx {
-            let _ = tx.send((self.lane, done));
+            let _ = tx.send((self.lane, batch));
         }
     }
 
     fn close(&mut self) {
+        self.flush();
         // The stream ends when the channel closes, so every lane lets go of
         // its sender as soon as it is done.
         self.tx = None;
@@ -98,9 +120,10 @@ impl<K: Send + 'static, T: Send + 'static, E: Send + 'static> Collector<K, T, E>
 ///   the panic from `next`.
 /// - The stream ends (`None`) only once every task and lane has finished.
 ///
-/// Cost: each outcome crosses from its lane to the consumer through a
-/// channel, so a stream costs more per task than [`run`](crate::FanOut::run):
-/// about 290 ns per trivial task on the project's 2-core machine
+/// Cost: outcomes cross from their lane to the consumer through a channel,
+/// one message per batch (the outcomes of one wake-up of the lane), so a
+/// stream costs more per task than [`run`](crate::FanOut::run): about
+/// 150 ns per trivial task on the project's 2-core machine
 /// (`docs/BENCHMARKS.md`, "Scale"), against about 55 ns for `run`.
 ///
 /// # Cancel safety
@@ -109,6 +132,8 @@ impl<K: Send + 'static, T: Send + 'static, E: Send + 'static> Collector<K, T, E>
 #[must_use = "a TaskStream runs its tasks only while it is polled or alive; dropping it aborts them"]
 pub struct TaskStream<K, T, E> {
     rx: mpsc::UnboundedReceiver<FromLane<K, T, E>>,
+    /// Outcomes received in a batch and not yet taken, with their lanes.
+    received: VecDeque<(usize, Done<K, T, E>)>,
     lanes: JoinSet<StreamSink<K, T, E>>,
     slots: Arc<[LaneSlots]>,
     control: Arc<dyn RunControl>,
@@ -195,11 +220,13 @@ where
                 tx: Some(tx.clone()),
                 lane,
                 slots: slots.clone(),
+                batch: Vec::new(),
             };
             lanes.spawn(engine::lane(shared.clone(), env.clone(), cap, sink));
         }
         Self {
             rx,
+            received: VecDeque::new(),
             lanes,
             slots,
             blocking: shared.blocking.clone(),
@@ -258,31 +285,35 @@ where
                     return Poll::Ready(Some((key, outcome)));
                 }
             }
+            if let Some((lane, done)) = self.received.pop_front() {
+                if self.panicked.is_some() {
+                    self.release(lane);
+                    continue;
+                }
+                if self.panics == PanicPolicy::Propagate {
+                    if let Err(TaskError::Panicked(_)) = &done.2 {
+                        self.release(lane);
+                        self.control.stop(Reason::Failure);
+                        if let Err(TaskError::Panicked(p)) = done.2 {
+                            self.panicked = Some(p);
+                        }
+                        continue;
+                    }
+                }
+                match &mut self.reorder {
+                    Some(r) => r.insert(lane, done),
+                    None => {
+                        self.release(lane);
+                        return Poll::Ready(Some((done.1, done.2)));
+                    }
+                }
+                continue;
+            }
             if !self.closed {
                 match self.rx.poll_recv(cx) {
                     Poll::Pending => return Poll::Pending,
-                    Poll::Ready(Some((lane, done))) => {
-                        if self.panicked.is_some() {
-                            self.release(lane);
-                            continue;
-                        }
-                        if self.panics == PanicPolicy::Propagate {
-                            if let Err(TaskError::Panicked(_)) = &done.2 {
-                                self.release(lane);
-                                self.control.stop(Reason::Failure);
-                                if let Err(TaskError::Panicked(p)) = done.2 {
-                                    self.panicked = Some(p);
-                                }
-                                continue;
-                            }
-                        }
-                        match &mut self.reorder {
-                            Some(r) => r.insert(lane, done),
-                            None => {
-                                self.release(lane);
-                                return Poll::Ready(Some((done.1, done.2)));
-                            }
-                        }
+                    Poll::Ready(Some((lane, batch))) => {
+                        self.received.extend(batch.into_iter().map(|d| (lane, d)));
                         continue;
                     }
                     Poll::Ready(None) => self.closed = true,

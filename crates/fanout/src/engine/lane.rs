@@ -31,8 +31,25 @@ pub(crate) trait Collector<K, T, E>: Send {
         None
     }
 
+    /// Results delivered but not yet handed over (streams batch them).
+    fn pending(&self) -> usize {
+        0
+    }
+
+    /// Hands over what `push` buffered; called before the lane waits or
+    /// yields.
+    fn flush(&mut self) {}
+
     /// Called once, after the lane's last delivery.
     fn close(&mut self) {}
+
+    /// `true` if the consumer sees outcomes in the order they are delivered
+    /// (a stream): then a stop must not be published before the failure
+    /// that causes it has been handed over, so tasks do not raise the stop
+    /// flag themselves.
+    fn ordered(&self) -> bool {
+        false
+    }
 }
 
 /// A lane's slots held by delivered-but-unconsumed stream results, and the
@@ -84,6 +101,8 @@ where
         stopped: &shared.stopped,
         abort_on_stop: env.grace.is_zero(),
         aborted: Mutex::new(Vec::new()),
+        stop_on_failure: env.stop_on_failure && !sink.ordered(),
+        stop_on_panic: env.panics == crate::config::PanicPolicy::Propagate && !sink.ordered(),
         progress: env.progress.as_ref(),
     };
     let aborted = &refs.aborted;
@@ -122,7 +141,7 @@ where
                 grace.set(Some(tokio::time::sleep(env.grace)));
             }
         }
-        let held = sink.slots().map_or(0, |s| s.held.load(Ordering::Acquire));
+        let held = sink.slots().map_or(0, |s| s.held.load(Ordering::Acquire)) + sink.pending();
         let free = cap.saturating_sub(tasks.len() + held);
         if !stopping && !exhausted && free > 0 {
             exhausted = shared.pull(free, |index, key, item| pulled.push((index, key, item)));
@@ -165,6 +184,7 @@ where
             // worker thread back to tokio now and then.
             if since_yield >= YIELD_EVERY {
                 since_yield = 0;
+                sink.flush();
                 tokio::task::yield_now().await;
             }
             continue;
@@ -172,6 +192,7 @@ where
         if tasks.is_empty() && (exhausted || stopping) {
             break;
         }
+        sink.flush();
         // Listen for the consumer whenever it holds results of this lane: a
         // slot it frees must be refilled at once, not when a task next ends.
         let blocked_on_consumer = held > 0;

@@ -240,8 +240,11 @@ impl Delivery<'_> {
         // Pushed before the stop is published, so that a stream's consumer
         // gets this failure before any outcome the stop causes elsewhere.
         sink.push(done, Some(seq));
-        if stops && stop(Reason::Failure) {
-            sink.set_root(seq);
+        if stops {
+            sink.flush();
+            if stop(Reason::Failure) {
+                sink.set_root(seq);
+            }
         }
     }
 }

@@ -172,6 +172,13 @@ pub(crate) struct LaneRefs<'a, K, T, E> {
     pub(crate) abort_on_stop: bool,
     /// Where a task dropped before completion reports itself.
     pub(crate) aborted: Mutex<Vec<Done<K, T, E>>>,
+    /// Whether a genuine failure stops the run (fail-fast), and whether a
+    /// panic does (`PanicPolicy::Propagate`). A task that fails so raises
+    /// `stopped` itself, the moment it finishes, so that no other lane
+    /// starts a task while this lane gets round to delivering the failure
+    /// (which records the reason and cancels the token).
+    pub(crate) stop_on_failure: bool,
+    pub(crate) stop_on_panic: bool,
     pub(crate) progress: Option<&'a Progress>,
 }
 
@@ -248,6 +255,12 @@ where
                 Err(e) => e.kind(),
             },
         );
+        if let Err(e) = &outcome {
+            let lane = this.lane;
+            if e.is_genuine() && (lane.stop_on_failure || (e.is_panic() && lane.stop_on_panic)) {
+                lane.stopped.store(true, Ordering::Release);
+            }
+        }
         let key = this.key.take().expect("task polled after completion");
         Poll::Ready((*this.index, key, outcome))
     }
