@@ -150,6 +150,7 @@ where
                 };
                 self.deliver(sink, (index, key, outcome));
             }
+            sink.flush();
             chunk = if started.elapsed() / pulled < FAST {
                 (chunk * 2).min(MAX_CHUNK)
             } else {
@@ -327,15 +328,36 @@ where
     (collected, run.shared)
 }
 
-/// Sends each finished task to the caller's thread.
-struct ChannelSink<K, T, E> {
-    tx: mpsc::SyncSender<Done<K, T, E>>,
+/// Sends finished tasks to the caller's thread, one message per chunk of
+/// inputs (so fast closures do not pay a thread wake-up each).
+struct ChannelSink<'a, K, T, E> {
+    tx: mpsc::SyncSender<Vec<Done<K, T, E>>>,
+    batch: Vec<Done<K, T, E>>,
+    /// Emptied batches handed back by the caller's thread: reusing them
+    /// keeps memory flat (batches allocated on one thread and freed on
+    /// another made the allocator's footprint creep up with the run's
+    /// length).
+    spare: &'a Mutex<Vec<Vec<Done<K, T, E>>>>,
 }
 
-impl<K: Send, T: Send, E: Send> Collector<K, T, E> for ChannelSink<K, T, E> {
+impl<K: Send, T: Send, E: Send> Collector<K, T, E> for ChannelSink<'_, K, T, E> {
     fn push(&mut self, done: Done<K, T, E>, _seq: Option<usize>) {
-        // The receiver lives until every worker is done.
-        let _ = self.tx.send(done);
+        if self.batch.capacity() == 0 {
+            self.batch = self
+                .spare
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .pop()
+                .unwrap_or_else(|| Vec::with_capacity(MAX_CHUNK));
+        }
+        self.batch.push(done);
+    }
+
+    fn flush(&mut self) {
+        if !self.batch.is_empty() {
+            // The receiver lives until every worker is done.
+            let _ = self.tx.send(std::mem::take(&mut self.batch));
+        }
     }
 }
 
@@ -365,18 +387,25 @@ where
     let started = Instant::now();
     let deadline = cfg.deadline.map(|d| started + d);
     run.running.store(threads, Ordering::Release);
-    // A full channel blocks the threads: memory stays O(limit) however slow
-    // the consumer is.
+    // A full channel blocks the threads: memory stays O(limit) (a chunk per
+    // thread, and one per thread in the channel) however slow the consumer
+    // is.
     let (tx, rx) = mpsc::sync_channel(threads);
+    let spare = Mutex::new(Vec::new());
     let mut consumer_panic = None;
     let mut panicked = None;
     std::thread::scope(|s| {
         for _ in 0..threads {
             let tx = tx.clone();
-            let run = &run;
+            let (run, spare) = (&run, &spare);
             s.spawn(move || {
-                let mut sink = ChannelSink { tx };
+                let mut sink = ChannelSink {
+                    tx,
+                    batch: Vec::new(),
+                    spare,
+                };
                 run.worker(&mut sink);
+                sink.flush();
                 drop(sink);
                 run.worker_exit();
             });
@@ -405,28 +434,34 @@ where
             } else {
                 rx.recv().ok()
             };
-            let Some((_, key, outcome)) = next else { break };
-            if consumer_panic.is_some() || panicked.is_some() {
-                continue;
-            }
-            if run.panics == PanicPolicy::Propagate {
-                if let Err(TaskError::Panicked(_)) = &outcome {
-                    run.stop(Reason::Failure);
-                    if let Err(TaskError::Panicked(p)) = outcome {
-                        panicked = Some(p);
-                    }
+            let Some(mut batch) = next else { break };
+            for (_, key, outcome) in batch.drain(..) {
+                if consumer_panic.is_some() || panicked.is_some() {
                     continue;
                 }
+                if run.panics == PanicPolicy::Propagate {
+                    if let Err(TaskError::Panicked(_)) = &outcome {
+                        run.stop(Reason::Failure);
+                        if let Err(TaskError::Panicked(p)) = outcome {
+                            panicked = Some(p);
+                        }
+                        continue;
+                    }
+                }
+                match catch_unwind(AssertUnwindSafe(|| each(key, outcome))) {
+                    Ok(ControlFlow::Continue(())) => {}
+                    Ok(ControlFlow::Break(())) => {
+                        run.stop(Reason::Consumer);
+                    }
+                    Err(p) => {
+                        run.stop(Reason::Consumer);
+                        consumer_panic = Some(p);
+                    }
+                }
             }
-            match catch_unwind(AssertUnwindSafe(|| each(key, outcome))) {
-                Ok(ControlFlow::Continue(())) => {}
-                Ok(ControlFlow::Break(())) => {
-                    run.stop(Reason::Consumer);
-                }
-                Err(p) => {
-                    run.stop(Reason::Consumer);
-                    consumer_panic = Some(p);
-                }
+            let mut spare = spare.lock().unwrap_or_else(PoisonError::into_inner);
+            if spare.len() < 2 * threads {
+                spare.push(batch);
             }
         }
     });
