@@ -328,16 +328,19 @@ where
     (collected, run.shared)
 }
 
+/// Finished tasks sent to the caller's thread together.
+type Batch<K, T, E> = Vec<Done<K, T, E>>;
+
 /// Sends finished tasks to the caller's thread, one message per chunk of
 /// inputs (so fast closures do not pay a thread wake-up each).
 struct ChannelSink<'a, K, T, E> {
-    tx: mpsc::SyncSender<Vec<Done<K, T, E>>>,
-    batch: Vec<Done<K, T, E>>,
+    tx: mpsc::SyncSender<Batch<K, T, E>>,
+    batch: Batch<K, T, E>,
     /// Emptied batches handed back by the caller's thread: reusing them
     /// keeps memory flat (batches allocated on one thread and freed on
     /// another made the allocator's footprint creep up with the run's
     /// length).
-    spare: &'a Mutex<Vec<Vec<Done<K, T, E>>>>,
+    spare: &'a Mutex<Vec<Batch<K, T, E>>>,
 }
 
 impl<K: Send, T: Send, E: Send> Collector<K, T, E> for ChannelSink<'_, K, T, E> {
