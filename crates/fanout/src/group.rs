@@ -36,7 +36,7 @@ use crate::report::Counts;
 ///   them at their next scheduling point).
 ///
 /// Unlike [`fan_out`](crate::fan_out), every task is its own tokio task
-/// (about 550 ns of spawn cost on the project's machine): use `fan_out` for
+/// (about 1 µs of spawn cost on the project's machine): use `fan_out` for
 /// large batches.
 ///
 /// ```

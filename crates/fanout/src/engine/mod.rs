@@ -1,16 +1,16 @@
 //! The async engine: a few lanes pull inputs from a shared source and each
 //! drives up to its share of the limit of task futures.
 //!
-//! Why lanes and not one tokio task per input: spawning costs about 550 ns
+//! Why lanes and not one tokio task per input: spawning costs about 1 µs
 //! per task on the project's 2-core machine (`docs/BENCHMARKS.md`), which is
 //! the whole budget of a trivial task. A lane is one spawned tokio task that
-//! polls its task futures through a `FuturesUnordered`, so starting a task
-//! costs one allocation and no cross-thread wake-up. There is one lane per
+//! polls its task futures in a slab of reused slots (`slab.rs`), so starting
+//! a task allocates nothing and wakes no other thread. There is one lane per
 //! runtime worker thread (never more than the limit), so the work is still
 //! spread over every core; the limit is split between lanes, so the number of
 //! live task bodies never exceeds it. The price: tasks of one lane are polled
 //! by one thread, so a task that blocks its thread stalls its lane-mates.
-//! Blocking work belongs on a blocking pool.
+//! Blocking work belongs in `TaskCtx::spawn_blocking` or a blocking run.
 
 pub(crate) mod finish;
 mod lane;
