@@ -61,8 +61,12 @@
 //!
 //! # Guarantees
 //!
-//! Each is tested in `crates/fanout/tests/` (the test named in brackets says
-//! where):
+//! Each is tested in `crates/fanout/tests/`: L1 in `cancellation.rs` (and
+//! span order in `tracing.rs`), L2 in `limits.rs`, L3 in `fail_fast.rs` and
+//! the cancellation grid of `cancellation.rs`, L4 in `panics.rs`, L5 in
+//! `fail_fast.rs`, `keyed.rs` and the sequential-model property test
+//! `model.rs`, L6 in `time.rs`, L7 in `streams.rs`, L8 in `tracing.rs`;
+//! blocking runs in `blocking.rs`, [`Group`] in `group.rs`.
 //!
 //! - **No orphans** (L1). When a run returns, by any path (success, error,
 //!   re-raised panic), every task it started has finished or been dropped.
