@@ -15,6 +15,8 @@
 //! caller runs inside a `tokio::spawn`ed task on a multi-thread runtime with
 //! [`WORKERS`] worker threads.
 
+pub mod load;
+
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

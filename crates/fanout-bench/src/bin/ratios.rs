@@ -21,6 +21,7 @@
 use std::process::Command;
 use std::time::Duration;
 
+use fanout_bench::load::LoadMeter;
 use fanout_bench::{cpu_task, runtime, timed_run, timed_run_with, TaskErr, Tracing, Variant};
 
 const DEFAULT_SIZES: [u64; 3] = [10_000, 100_000, 1_000_000];
@@ -454,21 +455,10 @@ fn yes_no(b: bool) -> &'static str {
 
 /// The longest [`wait_quiet`] waits.
 const QUIET_MAX_WAIT: Duration = Duration::from_secs(60);
-/// The share of the machine other processes may use for it to count as quiet.
-const QUIET_SHARE: f64 = 0.08;
-
-/// Waits until other processes use less than [`QUIET_SHARE`] of the
-/// machine over 300 ms, at most [`QUIET_MAX_WAIT`]; returns the time waited.
+/// Waits (at most [`QUIET_MAX_WAIT`]) until the machine is quiet; returns
+/// the time waited.
 fn wait_quiet() -> Duration {
-    let start = std::time::Instant::now();
-    while start.elapsed() < QUIET_MAX_WAIT {
-        let meter = LoadMeter::start();
-        std::thread::sleep(Duration::from_millis(300));
-        if meter.finish().foreign < QUIET_SHARE {
-            break;
-        }
-    }
-    start.elapsed()
+    fanout_bench::load::wait_quiet(QUIET_MAX_WAIT).0
 }
 
 fn fmt_wait(d: Duration) -> String {
@@ -477,81 +467,4 @@ fn fmt_wait(d: Duration) -> String {
     } else {
         format!("{:.1} s", d.as_secs_f64())
     }
-}
-
-/// The machine's load while a measurement runs.
-struct LoadMeter {
-    loadavg_start: f64,
-    stat: (u64, u64),
-    own: u64,
-}
-
-struct Load {
-    loadavg_start: f64,
-    /// Share of all CPU time used by other processes (0..1).
-    foreign: f64,
-}
-
-impl LoadMeter {
-    fn start() -> Self {
-        LoadMeter {
-            loadavg_start: loadavg(),
-            stat: cpu_stat(),
-            own: own_ticks(),
-        }
-    }
-
-    fn finish(self) -> Load {
-        let (busy, total) = cpu_stat();
-        let own = own_ticks();
-        let total = total.saturating_sub(self.stat.1).max(1) as f64;
-        let foreign = busy
-            .saturating_sub(self.stat.0)
-            .saturating_sub(own.saturating_sub(self.own)) as f64;
-        Load {
-            loadavg_start: self.loadavg_start,
-            foreign: (foreign / total).clamp(0.0, 1.0),
-        }
-    }
-}
-
-fn loadavg() -> f64 {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .unwrap_or(f64::NAN)
-}
-
-/// Busy and total CPU ticks of the machine, from `/proc/stat`.
-fn cpu_stat() -> (u64, u64) {
-    let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let f: Vec<u64> = text
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    if f.len() < 8 {
-        return (0, 1);
-    }
-    // user nice system idle iowait irq softirq steal
-    let busy = f[0] + f[1] + f[2] + f[5] + f[6] + f[7];
-    (busy, busy + f[3] + f[4])
-}
-
-/// CPU ticks used by this process and its waited-for children.
-fn own_ticks() -> u64 {
-    let text = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let Some(rest) = text.rsplit_once(')').map(|(_, r)| r) else {
-        return 0;
-    };
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .skip(1)
-        .map(|x| x.parse().unwrap_or(0))
-        .collect();
-    // After the state field: ppid(0) .. utime(10) stime(11) cutime(12) cstime(13).
-    f.get(10..14).map_or(0, |s| s.iter().sum())
 }

@@ -34,6 +34,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use fanout::{fan_out, Order};
+use fanout_bench::load::{Load, LoadMeter};
+use fanout_bench::{checksum, cpu_task as work, splitmix64, task as trivial, TaskErr as Boom};
 use rayon::prelude::*;
 use tokio::runtime::Runtime;
 
@@ -48,10 +50,6 @@ const FAILFAST_TASKS: usize = 10_000;
 const TASK_RUN: Duration = Duration::from_secs(1);
 /// How often a blocking fail-fast closure polls its token.
 const POLL: Duration = Duration::from_millis(1);
-
-/// The error of the failing task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Boom;
 
 /// Command-line options shared by the subcommands.
 #[derive(Debug, Default)]
@@ -139,38 +137,6 @@ fn num(s: &str) -> f64 {
         .ok()
         .filter(|v| *v >= 0.0)
         .unwrap_or_else(|| usage(&format!("not a number: {s}")))
-}
-
-/// The splitmix64 mixing function.
-#[inline]
-fn splitmix64(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// The trivial task of the research: one splitmix64 behind `black_box`.
-#[inline(never)]
-fn trivial(i: u64) -> Result<u64, Boom> {
-    Ok(black_box(splitmix64(black_box(i))))
-}
-
-/// CPU work: `rounds` chained splitmix64 rounds.
-#[inline(never)]
-fn work(i: u64, rounds: u32) -> Result<u64, Boom> {
-    let mut x = black_box(i);
-    for _ in 0..rounds {
-        x = splitmix64(x);
-    }
-    Ok(black_box(x))
-}
-
-/// An order-sensitive checksum of a result vector.
-fn checksum(out: &[u64]) -> u64 {
-    out.iter().fold(out.len() as u64, |acc, &v| {
-        splitmix64(acc ^ v).wrapping_add(acc.rotate_left(7))
-    })
 }
 
 /// The async runtime: multi-thread, [`WORKERS`] workers, timers on.
@@ -350,7 +316,7 @@ fn memory_matrix(o: &Opts) {
     println!(
         "\n### Memory: N items streamed, limit {limit}, results folded \
          ({runs} processes per cell, medians; {})\n",
-        load.describe(waited)
+        describe(&load, waited)
     );
     println!(
         "| variant | N | wall s | throughput items/s | ns/item | peak RSS MiB (median) | \
@@ -564,7 +530,7 @@ fn failfast(o: &Opts) {
         "\n### Fail-fast: {tasks} tasks, {label} ({} reps in {:.0} s; {})\n",
         reps.len(),
         started.elapsed().as_secs_f64(),
-        load.describe(waited)
+        describe(&load, waited)
     );
     println!(
         "| mode | tasks | reps | p50 ms | p99 ms | max ms | target p99 < 5 ms | \
@@ -865,7 +831,7 @@ fn cpu(o: &Opts) {
         println!(
             "\n### CPU: {n} items of {label} ({rounds} rounds), {reps} reps interleaved, \
              median ns/item ({})\n",
-            load.describe(waited)
+            describe(&load, waited)
         );
         println!("| variant | ns/item median | min | speed-up vs sequential | / rayon |");
         println!("|---|---|---|---|---|");
@@ -944,7 +910,7 @@ fn linear(o: &Opts) {
     let load = meter.finish();
     println!(
         "\n### Linear growth: trivial tasks, {reps} reps interleaved, medians ({})\n",
-        load.describe(waited)
+        describe(&load, waited)
     );
     println!(
         "| run | 10^5 ms | 2·10^5 ms | ns/task at 10^5 | ns/task at 2·10^5 | \
@@ -1013,124 +979,30 @@ fn met(ok: bool) -> &'static str {
 
 /// The longest [`quiet`] waits unless `--max-wait` says otherwise.
 const QUIET_MAX_WAIT: Duration = Duration::from_secs(60);
-/// The share of the machine other processes may use for it to count as quiet.
-const QUIET_SHARE: f64 = 0.08;
-
-/// Waits until other processes use less than [`QUIET_SHARE`] of the
-/// machine over 300 ms, at most [`QUIET_MAX_WAIT`] or `--max-wait` (not at
-/// all with `--no-wait`); returns the time waited and whether the machine
-/// got quiet.
+/// Waits until the machine is quiet, at most [`QUIET_MAX_WAIT`] or
+/// `--max-wait` (not at all with `--no-wait`); returns the time waited and
+/// whether the machine got quiet.
 fn quiet(o: &Opts) -> Option<(Duration, bool)> {
     if o.no_wait {
         return None;
     }
-    let max = o.max_wait.map_or(QUIET_MAX_WAIT, Duration::from_secs_f64);
-    let start = Instant::now();
-    loop {
-        let meter = LoadMeter::start();
-        std::thread::sleep(Duration::from_millis(300));
-        if meter.finish().foreign < QUIET_SHARE {
-            return Some((start.elapsed(), true));
+    Some(fanout_bench::load::wait_quiet(
+        o.max_wait.map_or(QUIET_MAX_WAIT, Duration::from_secs_f64),
+    ))
+}
+
+/// The load line printed with every table.
+fn describe(load: &Load, waited: Option<(Duration, bool)>) -> String {
+    let wait = match waited {
+        None => "did not wait for a quiet machine".to_string(),
+        Some((d, false)) => {
+            format!("waited {:.0} s, gave up: not quiet", d.as_secs_f64())
         }
-        if start.elapsed() >= max {
-            return Some((start.elapsed(), false));
-        }
-    }
-}
-
-/// The machine's load while a measurement runs.
-#[derive(Debug)]
-struct LoadMeter {
-    loadavg_start: f64,
-    stat: (u64, u64),
-    own: u64,
-}
-
-/// What a [`LoadMeter`] saw.
-#[derive(Debug)]
-struct Load {
-    loadavg_start: f64,
-    /// Share of all CPU time used by other processes (0..1).
-    foreign: f64,
-}
-
-impl LoadMeter {
-    fn start() -> Self {
-        LoadMeter {
-            loadavg_start: loadavg(),
-            stat: cpu_stat(),
-            own: own_ticks(),
-        }
-    }
-
-    fn finish(self) -> Load {
-        let (busy, total) = cpu_stat();
-        let own = own_ticks();
-        let total = total.saturating_sub(self.stat.1).max(1) as f64;
-        let foreign = busy
-            .saturating_sub(self.stat.0)
-            .saturating_sub(own.saturating_sub(self.own)) as f64;
-        Load {
-            loadavg_start: self.loadavg_start,
-            foreign: (foreign / total).clamp(0.0, 1.0),
-        }
-    }
-}
-
-impl Load {
-    fn describe(&self, waited: Option<(Duration, bool)>) -> String {
-        let wait = match waited {
-            None => "did not wait for a quiet machine".to_string(),
-            Some((d, false)) => {
-                format!("waited {:.0} s, gave up: not quiet", d.as_secs_f64())
-            }
-            Some((d, true)) => format!("waited {:.1} s for a quiet machine", d.as_secs_f64()),
-        };
-        format!(
-            "{wait}; load avg {:.2} at start; other processes {:.0} % of the machine's CPU",
-            self.loadavg_start,
-            self.foreign * 100.0
-        )
-    }
-}
-
-fn loadavg() -> f64 {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .unwrap_or(f64::NAN)
-}
-
-/// Busy and total CPU ticks of the machine, from `/proc/stat`.
-fn cpu_stat() -> (u64, u64) {
-    let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let f: Vec<u64> = text
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    if f.len() < 8 {
-        return (0, 1);
-    }
-    // user nice system idle iowait irq softirq steal
-    let busy = f[0] + f[1] + f[2] + f[5] + f[6] + f[7];
-    (busy, busy + f[3] + f[4])
-}
-
-/// CPU ticks used by this process and its waited-for children.
-fn own_ticks() -> u64 {
-    let text = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let Some(rest) = text.rsplit_once(')').map(|(_, r)| r) else {
-        return 0;
+        Some((d, true)) => format!("waited {:.1} s for a quiet machine", d.as_secs_f64()),
     };
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .skip(1)
-        .map(|x| x.parse().unwrap_or(0))
-        .collect();
-    // After the state field: ppid(0) .. utime(10) stime(11) cutime(12) cstime(13).
-    f.get(10..14).map_or(0, |s| s.iter().sum())
+    format!(
+        "{wait}; load avg {:.2} at start; other processes {:.0} % of the machine's CPU",
+        load.loadavg_start,
+        load.foreign * 100.0
+    )
 }
