@@ -193,26 +193,10 @@ where
         Fut: Future<Output = Result<T, E>> + Send + 'static,
         R: RetryPolicy<S::Item, E>,
     {
-        if let Some(p) = &cfg.progress {
-            p.set_total(source.exact_len());
-        }
-        let shared = Arc::new(Shared::new(source, engine::run_token(&cfg)));
-        if shared.token.is_cancelled() {
-            shared.stop(Reason::External);
-        }
+        let shared = Arc::new(Shared::for_run(source, &cfg));
         let caps = engine::lane_caps(&cfg);
         let slots: Arc<[LaneSlots]> = caps.iter().map(|_| LaneSlots::default()).collect();
-        let env = Arc::new(Env {
-            f,
-            retry,
-            timeout: cfg.timeout,
-            grace: cfg.grace,
-            stop_on_failure: false,
-            panics: cfg.panics,
-            progress: cfg.progress.clone(),
-            external: cfg.external.clone(),
-            span: span.clone(),
-        });
+        let env = Arc::new(Env::new(f, retry, &cfg, false, span.clone()));
         let (tx, rx) = mpsc::unbounded_channel();
         let mut lanes = JoinSet::new();
         for (lane, cap) in caps.into_iter().enumerate() {

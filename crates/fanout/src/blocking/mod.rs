@@ -27,7 +27,6 @@ pub use ctx::BlockingCtx;
 use crate::config::{Config, PanicPolicy};
 use crate::engine::{Collected, Collector, Delivery, Done, Reason, Shared};
 use crate::error::{Outcome, Panic, TaskError};
-use crate::progress::Progress;
 use crate::retry::RetryPolicy;
 use crate::source::Input;
 
@@ -45,8 +44,6 @@ struct Run<'a, S, F, R> {
     retry: &'a R,
     timeout: Option<Duration>,
     delivery: Delivery<'a>,
-    panics: PanicPolicy,
-    progress: Option<&'a Progress>,
     span: &'a Span,
     /// Wakes backoff sleeps and the caller's watch when the run stops.
     wake: Mutex<()>,
@@ -95,16 +92,8 @@ where
         stop_on_failure: bool,
         span: &'a Span,
     ) -> Self {
-        let token = match &cfg.external {
-            Some(t) => t.child_token(),
-            None => CancellationToken::new(),
-        };
-        let shared = Shared::new(source, token);
-        if shared.token.is_cancelled() {
-            shared.stop(Reason::External);
-        }
         Self {
-            shared,
+            shared: Shared::for_run(source, cfg),
             f,
             retry,
             timeout: cfg.timeout,
@@ -114,8 +103,6 @@ where
                 progress: cfg.progress.as_ref(),
                 external: cfg.external.as_ref(),
             },
-            panics: cfg.panics,
-            progress: cfg.progress.as_ref(),
             span,
             wake: Mutex::new(()),
             woken: Condvar::new(),
@@ -166,7 +153,7 @@ where
     {
         let span = S::task_span(self.span, index, key);
         let _entered = span.enter();
-        if let Some(p) = self.progress {
+        if let Some(p) = self.delivery.progress {
             p.started();
         }
         let max = self.retry.max_attempts();
@@ -287,9 +274,6 @@ where
     E: Send,
     R: RetryPolicy<S::Item, E>,
 {
-    if let Some(p) = &cfg.progress {
-        p.set_total(source.exact_len());
-    }
     let threads = thread_count(cfg, &source);
     let run = Run::new(source, cfg, f, retry, stop_on_failure, span);
     let started = Instant::now();
@@ -382,9 +366,6 @@ where
     R: RetryPolicy<S::Item, E>,
     G: FnMut(S::Key, Outcome<T, E>) -> ControlFlow<()>,
 {
-    if let Some(p) = &cfg.progress {
-        p.set_total(source.exact_len());
-    }
     let threads = thread_count(cfg, &source);
     let run = Run::new(source, cfg, f, retry, false, span);
     let started = Instant::now();
@@ -442,7 +423,7 @@ where
                 if consumer_panic.is_some() || panicked.is_some() {
                     continue;
                 }
-                if run.panics == PanicPolicy::Propagate {
+                if run.delivery.panics == PanicPolicy::Propagate {
                     if let Err(TaskError::Panicked(_)) = &outcome {
                         run.stop(Reason::Failure);
                         if let Err(TaskError::Panicked(p)) = outcome {

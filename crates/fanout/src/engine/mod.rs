@@ -97,7 +97,28 @@ pub(crate) struct Shared<S> {
 }
 
 impl<S> Shared<S> {
-    pub(crate) fn new(source: S, token: CancellationToken) -> Self {
+    /// The shared state of a run over `source` with `cfg`'s policies: the
+    /// run's token is a child of the external one, and a run whose external
+    /// token is already cancelled is stopped before it starts anything.
+    pub(crate) fn for_run(source: S, cfg: &Config) -> Self
+    where
+        S: crate::source::Input,
+    {
+        if let Some(p) = &cfg.progress {
+            p.set_total(source.exact_len());
+        }
+        let token = match &cfg.external {
+            Some(t) => t.child_token(),
+            None => CancellationToken::new(),
+        };
+        let shared = Self::new(source, token);
+        if shared.token.is_cancelled() {
+            shared.stop(Reason::External);
+        }
+        shared
+    }
+
+    fn new(source: S, token: CancellationToken) -> Self {
         Self {
             pull: Mutex::new(Pull {
                 source,
@@ -264,6 +285,20 @@ pub(crate) struct Env<F, R> {
 }
 
 impl<F, R> Env<F, R> {
+    pub(crate) fn new(f: F, retry: R, cfg: &Config, stop_on_failure: bool, span: Span) -> Self {
+        Self {
+            f,
+            retry,
+            timeout: cfg.timeout,
+            grace: cfg.grace,
+            stop_on_failure,
+            panics: cfg.panics,
+            progress: cfg.progress.clone(),
+            external: cfg.external.clone(),
+            span,
+        }
+    }
+
     pub(crate) fn delivery(&self) -> Delivery<'_> {
         Delivery {
             stop_on_failure: self.stop_on_failure,
@@ -285,14 +320,6 @@ pub(crate) fn lane_caps(cfg: &Config) -> Vec<usize> {
     let lanes = workers.clamp(1, limit);
     let (base, extra) = (limit / lanes, limit % lanes);
     (0..lanes).map(|i| base + usize::from(i < extra)).collect()
-}
-
-/// Connects the run's token to the external one, if any.
-pub(crate) fn run_token(cfg: &Config) -> CancellationToken {
-    match &cfg.external {
-        Some(t) => t.child_token(),
-        None => CancellationToken::new(),
-    }
 }
 
 /// Everything the lanes of a collecting (non-stream) run produced.
@@ -385,25 +412,9 @@ where
     E: Send + 'static,
     R: crate::retry::RetryPolicy<S::Item, E>,
 {
-    if let Some(p) = &cfg.progress {
-        p.set_total(source.exact_len());
-    }
-    let shared = Arc::new(Shared::new(source, run_token(&cfg)));
-    if shared.token.is_cancelled() {
-        shared.stop(Reason::External);
-    }
+    let shared = Arc::new(Shared::for_run(source, &cfg));
     let caps = lane_caps(&cfg);
-    let env = Arc::new(Env {
-        f,
-        retry,
-        timeout: cfg.timeout,
-        grace: cfg.grace,
-        stop_on_failure,
-        panics: cfg.panics,
-        progress: cfg.progress.clone(),
-        external: cfg.external.clone(),
-        span,
-    });
+    let env = Arc::new(Env::new(f, retry, &cfg, stop_on_failure, span));
     let mut lanes = JoinSet::new();
     for cap in caps {
         lanes.spawn(lane(shared.clone(), env.clone(), cap, Collected::default()));
