@@ -24,15 +24,7 @@ pub(crate) fn fail_fast<S: Input, T, E>(
     progress: Option<&Progress>,
     span: &Span,
 ) -> Result<Vec<(usize, S::Key, T)>, Error<S::Key, E>> {
-    if panics == PanicPolicy::Propagate {
-        if let Some(p) = c.take_first_panic() {
-            span.record("fanout.outcome", "panic");
-            if let Some(pr) = progress {
-                pr.finish();
-            }
-            p.resume();
-        }
-    }
+    reraise_first_panic(&mut c, panics, progress, span);
     let reason = shared.reason();
     if reason.is_none() && c.failures.is_empty() && c.stopped.is_empty() {
         if let Some(p) = progress {
@@ -89,15 +81,7 @@ pub(crate) fn report<S: Input, T, E>(
     progress: Option<&Progress>,
     span: &Span,
 ) -> Report<S::Key, T, E> {
-    if panics == PanicPolicy::Propagate {
-        if let Some(p) = c.take_first_panic() {
-            span.record("fanout.outcome", "panic");
-            if let Some(pr) = progress {
-                pr.finish();
-            }
-            p.resume();
-        }
-    }
+    reraise_first_panic(&mut c, panics, progress, span);
     let (not_started, rest) = drain_rest(shared);
     if let Some(p) = progress {
         p.add_not_started(not_started);
@@ -124,6 +108,25 @@ pub(crate) fn report<S: Input, T, E>(
         if report.is_success() { "ok" } else { "partial" },
     );
     report
+}
+
+/// Under `PanicPolicy::Propagate`, re-raises the first task panic observed
+/// (every task has been dropped by now).
+fn reraise_first_panic<K, T, E>(
+    c: &mut Collected<K, T, E>,
+    panics: PanicPolicy,
+    progress: Option<&Progress>,
+    span: &Span,
+) {
+    if panics == PanicPolicy::Propagate {
+        if let Some(p) = c.take_first_panic() {
+            span.record("fanout.outcome", "panic");
+            if let Some(pr) = progress {
+                pr.finish();
+            }
+            p.resume();
+        }
+    }
 }
 
 /// Places `n` entries, one per index in `0..n`, by index: O(n), no sort.
