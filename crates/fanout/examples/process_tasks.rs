@@ -239,7 +239,7 @@ async fn main() {
         "  {} inputs: {} succeeded, {} failed, {} cancelled while running, {} not started",
         counts.total(),
         counts.succeeded,
-        counts.genuine_failures(),
+        counts.failures(),
         counts.cancelled,
         counts.not_started
     );

@@ -17,9 +17,10 @@ pub type Outcome<T, E> = Result<T, TaskError<E>>;
 /// Why one task did not produce a value.
 ///
 /// Every input of a run ends with exactly one outcome: `Ok(value)` or one of
-/// these. Only [`Failed`](TaskError::Failed), [`Panicked`](TaskError::Panicked)
-/// and [`TimedOut`](TaskError::TimedOut) are *genuine* failures: they are what
-/// stops a fail-fast run. [`Cancelled`](TaskError::Cancelled) and
+/// these. [`Failed`](TaskError::Failed), [`Panicked`](TaskError::Panicked)
+/// and [`TimedOut`](TaskError::TimedOut) say the task itself failed
+/// ([`is_failure`](TaskError::is_failure)): they are what stops a fail-fast
+/// run. [`Cancelled`](TaskError::Cancelled) and
 /// [`NotStarted`](TaskError::NotStarted) are consequences of a stop and never
 /// pose as its cause.
 #[derive(Debug)]
@@ -41,10 +42,12 @@ pub enum TaskError<E> {
 }
 
 impl<E> TaskError<E> {
-    /// `true` for [`Failed`](TaskError::Failed), [`Panicked`](TaskError::Panicked)
-    /// and [`TimedOut`](TaskError::TimedOut): the outcomes that stop a
-    /// fail-fast run.
-    pub fn is_genuine(&self) -> bool {
+    /// `true` when the task itself failed: [`Failed`](TaskError::Failed),
+    /// [`Panicked`](TaskError::Panicked) or [`TimedOut`](TaskError::TimedOut),
+    /// the outcomes that stop a fail-fast run; `false` for
+    /// [`Cancelled`](TaskError::Cancelled) and
+    /// [`NotStarted`](TaskError::NotStarted), which only follow from a stop.
+    pub fn is_failure(&self) -> bool {
         matches!(
             self,
             Self::Failed(_) | Self::Panicked(_) | Self::TimedOut(_)
@@ -198,13 +201,19 @@ impl<K: fmt::Debug, E: fmt::Display> fmt::Display for Failure<K, E> {
     }
 }
 
-/// What stopped a run.
+/// What stopped a run before it ran every input: the root cause of a
+/// fail-fast [`Error`], and [`Report::stopped_by`](crate::Report::stopped_by)
+/// of a collect-all run.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Cause<K, E> {
     /// A task failed, panicked or timed out: the first one the run observed.
+    /// Only fail-fast runs stop on a task's failure.
     Task(Failure<K, E>),
-    /// The external cancellation token was cancelled.
+    /// The run was cancelled from outside: its external token
+    /// ([`FanOut::cancel_on`](crate::FanOut::cancel_on)), or the consumer of
+    /// a stream or of [`for_each_blocking`](crate::FanOut::for_each_blocking)
+    /// asking it to stop.
     Cancelled,
     /// The run's deadline passed.
     DeadlineExceeded,
@@ -212,9 +221,9 @@ pub enum Cause<K, E> {
 
 /// Why a fail-fast run returned no results.
 ///
-/// It carries the root cause (the first genuine failure the run observed,
+/// It carries the root cause (the first failure the run observed,
 /// with its task's index and key, or the external cancellation, or the
-/// deadline), every other genuine failure observed while the run drained, and
+/// deadline), every other failure observed while the run drained, and
 /// the count of each outcome. Tasks that were only cancelled or never started
 /// are counted, never listed and never the cause.
 ///
@@ -245,7 +254,11 @@ impl<K: fmt::Debug, E: fmt::Debug> fmt::Debug for Error<K, E> {
 }
 
 impl<K, E> Error<K, E> {
-    pub(crate) fn new(cause: Cause<K, E>, others: Vec<Failure<K, E>>, counts: Counts) -> Self {
+    /// An error of `cause`, with the `others` failures (in the order they
+    /// were observed) and the `counts` of every outcome: the inverse of
+    /// [`into_parts`](Error::into_parts), for a backend that runs tasks
+    /// elsewhere and reports with fanout's types.
+    pub fn from_parts(cause: Cause<K, E>, others: Vec<Failure<K, E>>, counts: Counts) -> Self {
         Self {
             inner: Box::new(Inner {
                 cause,
@@ -293,7 +306,7 @@ impl<K, E> Error<K, E> {
         matches!(self.inner.cause, Cause::DeadlineExceeded)
     }
 
-    /// Other genuine failures (errors, panics, timeouts) observed after the
+    /// Other failures (errors, panics, timeouts) observed after the
     /// cause while the run drained, in the order they were observed.
     pub fn others(&self) -> &[Failure<K, E>] {
         &self.inner.others

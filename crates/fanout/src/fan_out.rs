@@ -1,4 +1,5 @@
-//! The run builder and its three run modes.
+//! The run builder, and the three async run modes (the three blocking ones
+//! are in `blocking/run.rs`).
 
 use std::future::Future;
 use std::time::Duration;
@@ -13,7 +14,7 @@ use crate::error::Error;
 use crate::progress::Progress;
 use crate::report::Report;
 use crate::retry::{NoRetry, Retry, RetryPolicy};
-use crate::source::{Indexed, Input, Keyed, Source};
+use crate::source::{Indexed, Input, Keyed};
 use crate::stream::{Order, TaskStream};
 
 /// Starts building a run over unkeyed inputs: a `Vec`, a slice's iterator, a
@@ -66,31 +67,33 @@ where
 
 /// A run being configured: its input, policies and retry policy.
 ///
-/// Made by [`fan_out`] or [`fan_out_keyed`]; consumed by one of the run
-/// modes, which differ in what they return:
+/// Made by [`fan_out`] or [`fan_out_keyed`]; consumed by one of six run
+/// modes, which differ in where tasks run and what they return:
 ///
-/// | method | stops on the first failure | returns |
-/// |---|---|---|
-/// | [`run`](FanOut::run) | yes (fail-fast) | `Result<Vec<T>, Error>` in input order (keyed: `Vec<(K, T)>`) |
-/// | [`run_all`](FanOut::run_all) | no (collect-all) | a [`Report`] with one outcome per input |
-/// | [`stream`](FanOut::stream) | no; drop or cancel it to stop | a [`TaskStream`] of outcomes as they complete, or in input order |
+/// | method | tasks | stops on the first failure | returns |
+/// |---|---|---|---|
+/// | [`run`](FanOut::run) | async, on tokio | yes (fail-fast) | `Result<Vec<T>, Error>` in input order (keyed: `Vec<(K, T)>`) |
+/// | [`run_all`](FanOut::run_all) | async | no (collect-all) | a [`Report`] with one outcome per input |
+/// | [`stream`](FanOut::stream) | async | no; drop or cancel it to stop | a [`TaskStream`] of outcomes as they complete, or in input order |
+/// | [`run_blocking`](FanOut::run_blocking) | closures on scoped threads | yes | as `run` |
+/// | [`run_all_blocking`](FanOut::run_all_blocking) | closures on scoped threads | no | as `run_all` |
+/// | [`for_each_blocking`](FanOut::for_each_blocking) | closures on scoped threads | no; the consumer stops it | each outcome to a callback, as it completes |
 ///
 /// Every mode guarantees:
-/// - **no orphans**: when the returned future completes (by any path, panics
-///   included) every task has finished or been dropped; dropping the future
-///   (or the stream) cancels the run's token and aborts every task;
-/// - **bounded**: at most `limit` task bodies are alive at once, retries and
-///   timeouts included, and inputs are pulled only when a slot is free;
+/// - **no orphans**: when the run returns (by any path, panics included)
+///   every task has finished or been dropped; dropping an async run's future
+///   (or its stream) cancels the run's token and aborts every task;
+/// - **bounded**: at most `limit` task bodies are alive at once, retries
+///   and timeouts included, and inputs are pulled only when a slot is free;
 /// - **one outcome per input**: ok, failed, panicked, timed out, cancelled
 ///   or not started;
 /// - **spans**: a `fanout.run` span, child of the caller's current span, and
 ///   one `fanout.task` span per task (fields `task.index`, `task.key` for
 ///   keyed input, `task.attempt`, `task.outcome`), closed before the run's.
 ///
-/// Cost per task, measured by `crates/fanout-bench` (`docs/BENCHMARKS.md`):
-/// about 50–60 ns for a trivial async task on the project's 2-core machine,
-/// against about 1 µs for tokio `JoinSet` + `Semaphore`; see the crate docs'
-/// "How it runs, and what it costs".
+/// Cost per task: a few tens of nanoseconds for a trivial async task, about
+/// a twentieth of tokio `JoinSet` + `Semaphore`; the figures, and the
+/// command that measures them, are in the repository's `docs/BENCHMARKS.md`.
 ///
 /// The builder is consuming: each setter returns the updated builder.
 #[must_use = "a FanOut does nothing until one of its run methods is awaited"]
@@ -132,7 +135,7 @@ impl<S, R> FanOut<S, R> {
 
     /// A time limit for each attempt of each task, counted from the moment
     /// the attempt starts running (time spent waiting for a slot excluded).
-    /// A task over it ends with [`TaskError::TimedOut`](crate::TaskError::TimedOut): a genuine failure,
+    /// A task over it ends with [`TaskError::TimedOut`](crate::TaskError::TimedOut): a failure,
     /// retried by a [`Retry`] policy. Default: none.
     ///
     /// Needs a runtime with the time driver enabled.
@@ -165,6 +168,11 @@ impl<S, R> FanOut<S, R> {
     /// before they are aborted (dropped at their next await point). Tasks
     /// that finish within it keep their results. Default: zero (abort at
     /// once, as `JoinSet` does).
+    ///
+    /// `Duration::MAX` means never abort: after a stop the run waits for
+    /// every running task to return by itself (they still see the token).
+    /// Use it when tasks own something that must not be dropped mid-way,
+    /// such as a child process they reap.
     pub fn grace(mut self, grace: Duration) -> Self {
         self.cfg.grace = grace;
         self
@@ -184,8 +192,9 @@ impl<S, R> FanOut<S, R> {
     }
 
     /// The number of lanes (tokio tasks that drive the task futures).
-    /// Default: one per runtime worker thread, at most `limit`. Mostly for
-    /// tests and benchmarks.
+    /// Default: one per runtime worker thread, at most `limit`. An engine
+    /// detail, exposed for the project's own tests and benchmarks.
+    #[doc(hidden)]
     #[track_caller]
     pub fn lanes(mut self, lanes: usize) -> Self {
         assert!(
@@ -248,14 +257,99 @@ async fn in_run_span<B: Future>(
     body(span.clone()).instrument(span).await
 }
 
-impl<S: Source, R> FanOut<S, R> {
+impl<S: Input, R> FanOut<S, R> {
+    /// Runs the tasks fail-fast and returns their results in input order:
+    /// `out[i]` is the result of input `i`, whatever order tasks finish in;
+    /// keyed input gives `(key, result)` pairs in input order, exactly one
+    /// per input (collect them into a map if you like).
+    ///
+    /// On the first failure observed (an `Err`, a panic, a timeout), or when
+    /// the external token is cancelled or the deadline passes, no new task
+    /// starts, the run's token is cancelled, running tasks get the grace
+    /// period and are then aborted, and the error names the root cause with
+    /// its task's index and key; tasks that were only cancelled never pose as
+    /// the cause. Failures are observed in completion order, so the cause is
+    /// the first to *fail*, not the lowest index.
+    ///
+    /// The future returns only once every task has finished or been dropped.
+    /// Dropping it cancels the token and aborts every task. The run's span is
+    /// a child of the span current when the future is first polled, or else
+    /// of the one current when `run` was called.
+    ///
+    /// # Errors
+    /// An [`Error`] with the root cause, the other failures, and the count of
+    /// each outcome. Inputs pulled but not started count as not started; so
+    /// do the inputs never pulled, when the iterator knows how many are left
+    /// (`ExactSizeIterator`-like size hints: a `Vec`, a range, a map). The
+    /// run never drains the rest of the iterator, so an endless or
+    /// side-effecting iterator is safe.
+    ///
+    /// # Panics
+    /// Under [`PanicPolicy::Propagate`] (the default) the first task panic is
+    /// re-raised with its original payload after every task has been
+    /// dropped; a panic of the input iterator likewise. Panics if called
+    /// outside a tokio runtime.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let err = fanout::fan_out(0..10)
+    ///     .run(|_ctx, n| async move { if n == 3 { Err("three") } else { Ok(n) } })
+    ///     .await
+    ///     .unwrap_err();
+    /// assert_eq!(err.key(), Some(&3));
+    /// assert_eq!(err.task_error(), Some(&"three"));
+    ///
+    /// let pairs = fanout::fan_out_keyed([("a", 1), ("b", 2)])
+    ///     .run(|_ctx, n| async move { Ok::<_, std::convert::Infallible>(n * 10) })
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(pairs, [("a", 10), ("b", 20)]);
+    /// # }
+    /// ```
+    pub fn run<T, E, F, Fut>(
+        self,
+        f: F,
+    ) -> impl Future<Output = Result<S::Results<T>, Error<S::Key, E>>>
+    where
+        S: Send + 'static,
+        S::Key: 'static,
+        S::Item: 'static,
+        F: Fn(TaskCtx<S::Key>, S::Item) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: Send + 'static,
+        R: RetryPolicy<S::Item, E>,
+    {
+        let progress = self.cfg.progress.clone();
+        let panics = self.cfg.panics;
+        let limit = self.cfg.async_limit();
+        in_run_span(
+            tracing::Span::current(),
+            "fail_fast",
+            limit,
+            move |span| async move {
+                let joined =
+                    engine::collect(self.source, self.cfg, self.retry, f, true, span.clone()).await;
+                engine::finish::fail_fast(
+                    &joined.shared,
+                    joined.collected,
+                    panics,
+                    progress.as_ref(),
+                    &span,
+                )
+                .map(S::results)
+            },
+        )
+    }
+
     /// Runs every task, never stopping on a failure, and reports exactly one
     /// outcome per input, in input order.
     ///
     /// The run stops early only when the external token is cancelled, the
     /// deadline passes, or (under [`PanicPolicy::Propagate`]) a task panics;
     /// then running tasks are cancelled (after the grace period), and every
-    /// input left is reported as [`TaskError::NotStarted`](crate::TaskError::NotStarted) — so the input
+    /// input left is reported as
+    /// [`TaskError::NotStarted`](crate::TaskError::NotStarted), so the input
     /// must be finite.
     ///
     /// # Panics
@@ -275,6 +369,9 @@ impl<S: Source, R> FanOut<S, R> {
     /// ```
     pub fn run_all<T, E, F, Fut>(self, f: F) -> impl Future<Output = Report<S::Key, T, E>>
     where
+        S: Send + 'static,
+        S::Key: 'static,
+        S::Item: 'static,
         F: Fn(TaskCtx<S::Key>, S::Item) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
         T: Send + 'static,
@@ -332,6 +429,9 @@ impl<S: Source, R> FanOut<S, R> {
     /// ```
     pub fn stream<T, E, F, Fut>(self, order: Order, f: F) -> TaskStream<S::Key, T, E>
     where
+        S: Send + 'static,
+        S::Key: 'static,
+        S::Item: 'static,
         F: Fn(TaskCtx<S::Key>, S::Item) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
         T: Send + 'static,
@@ -344,139 +444,5 @@ impl<S: Source, R> FanOut<S, R> {
         };
         let span = self.run_span(mode, self.cfg.async_limit());
         TaskStream::start(self.source, self.cfg, self.retry, f, order, span)
-    }
-
-    #[allow(
-        clippy::type_complexity,
-        reason = "the tuple is the natural shape here"
-    )]
-    fn run_failfast<T, E, F, Fut>(
-        self,
-        f: F,
-    ) -> impl Future<Output = Result<Vec<(usize, S::Key, T)>, Error<S::Key, E>>>
-    where
-        F: Fn(TaskCtx<S::Key>, S::Item) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<T, E>> + Send + 'static,
-        T: Send + 'static,
-        E: Send + 'static,
-        R: RetryPolicy<S::Item, E>,
-    {
-        let progress = self.cfg.progress.clone();
-        let panics = self.cfg.panics;
-        let limit = self.cfg.async_limit();
-        in_run_span(
-            tracing::Span::current(),
-            "fail_fast",
-            limit,
-            move |inner| async move {
-                let joined =
-                    engine::collect(self.source, self.cfg, self.retry, f, true, inner.clone())
-                        .await;
-                engine::finish::fail_fast(
-                    &joined.shared,
-                    joined.collected,
-                    panics,
-                    progress.as_ref(),
-                    &inner,
-                )
-            },
-        )
-    }
-}
-
-impl<I, R> FanOut<Indexed<I>, R>
-where
-    Indexed<I>: Source<Key = usize>,
-{
-    /// Runs the tasks fail-fast and returns their results in input order:
-    /// `out[i]` is the result of input `i`, whatever order tasks finish in.
-    ///
-    /// On the first genuine failure observed (an `Err`, a panic, a timeout) —
-    /// or when the external token is cancelled or the deadline passes — no
-    /// new task starts, the run's token is cancelled, running tasks get the
-    /// grace period and are then aborted, and the error names the root cause
-    /// with its task's index; tasks that were only cancelled never pose as
-    /// the cause. Failures are observed in completion order, so the cause is
-    /// the first to *fail*, not the lowest index.
-    ///
-    /// The future returns only once every task has finished or been dropped.
-    /// Dropping it cancels the token and aborts every task. The run's span is
-    /// a child of the span current when the future is first polled, or else
-    /// of the one current when `run` was called.
-    ///
-    /// # Errors
-    /// An [`Error`] with the root cause, the other genuine failures, and the
-    /// count of each outcome. Inputs pulled but not started count as not
-    /// started; so do the inputs never pulled, when the iterator knows how
-    /// many are left (`ExactSizeIterator`-like size hints: a `Vec`, a range,
-    /// a map). The run never drains the rest of the iterator, so an endless
-    /// or side-effecting iterator is safe.
-    ///
-    /// # Panics
-    /// Under [`PanicPolicy::Propagate`] (the default) the first task panic is
-    /// re-raised with its original payload after every task has been
-    /// dropped; a panic of the input iterator likewise. Panics if called
-    /// outside a tokio runtime.
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-    /// let err = fanout::fan_out(0..10)
-    ///     .run(|_ctx, n| async move { if n == 3 { Err("three") } else { Ok(n) } })
-    ///     .await
-    ///     .unwrap_err();
-    /// assert_eq!(err.key(), Some(&3));
-    /// assert_eq!(err.task_error(), Some(&"three"));
-    /// # }
-    /// ```
-    pub fn run<T, E, F, Fut>(self, f: F) -> impl Future<Output = Result<Vec<T>, Error<usize, E>>>
-    where
-        F: Fn(TaskCtx<usize>, <Indexed<I> as Input>::Item) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<T, E>> + Send + 'static,
-        T: Send + 'static,
-        E: Send + 'static,
-        R: RetryPolicy<<Indexed<I> as Input>::Item, E>,
-    {
-        let run = self.run_failfast(f);
-        async move {
-            let ok = run.await?;
-            Ok(engine::finish::in_input_order(
-                ok.len(),
-                ok.into_iter().map(|(i, _, v)| (i, v)),
-            ))
-        }
-    }
-}
-
-impl<I, K, V, R> FanOut<Keyed<I>, R>
-where
-    Keyed<I>: Source<Key = K, Item = V>,
-{
-    /// Runs the tasks fail-fast and returns `(key, result)` pairs in input
-    /// order, exactly one per input. Collect them into a map if you like.
-    ///
-    /// Semantics as for the unkeyed [`run`](FanOut::run), with errors naming
-    /// the task's key.
-    ///
-    /// # Errors
-    /// An [`Error`] with the root cause and its key.
-    ///
-    /// # Panics
-    /// As the unkeyed `run`.
-    pub fn run<T, E, F, Fut>(self, f: F) -> impl Future<Output = Result<Vec<(K, T)>, Error<K, E>>>
-    where
-        F: Fn(TaskCtx<K>, V) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<T, E>> + Send + 'static,
-        T: Send + 'static,
-        E: Send + 'static,
-        R: RetryPolicy<V, E>,
-    {
-        let run = self.run_failfast(f);
-        async move {
-            let ok = run.await?;
-            Ok(engine::finish::in_input_order(
-                ok.len(),
-                ok.into_iter().map(|(i, k, v)| (i, (k, v))),
-            ))
-        }
     }
 }

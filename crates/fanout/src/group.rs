@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::config::{PanicPolicy, DEFAULT_LIMIT};
-use crate::error::{Cause, Error, Failure, Panic, TaskError};
+use crate::error::{Cause, Error, Failure, Outcome, Panic, TaskError};
 use crate::report::Counts;
 
 /// A group of tasks of any shape, spawned one by one: the lower-level
@@ -24,7 +24,7 @@ use crate::report::Counts;
 ///   alive), as errgroup's `Go` with `SetLimit`; while it waits it watches
 ///   the running tasks, so a failure is seen at once.
 ///   [`try_spawn`](Group::try_spawn) never waits, as `TryGo`.
-/// - Fail-fast: the first genuine failure (an `Err` or a panic) cancels the
+/// - Fail-fast: the first failure (an `Err` or a panic) cancels the
 ///   group's token; no task spawned after it starts (it is counted as not
 ///   started), and [`join`](Group::join) gives the running tasks the grace
 ///   period, then aborts them.
@@ -61,7 +61,7 @@ pub struct Group<T, E> {
     panics: PanicPolicy,
     grace: Duration,
     next_index: usize,
-    done: Vec<(usize, Result<T, TaskError<E>>)>,
+    done: Vec<(usize, Outcome<T, E>)>,
     root: Option<usize>,
     not_started: usize,
     span: tracing::Span,
@@ -251,13 +251,13 @@ where
                 }
             }
         };
-        if matches!(&outcome, Err(e) if e.is_genuine())
+        if matches!(&outcome, Err(e) if e.is_failure())
             && self.root.is_none()
             && !self.token.is_cancelled()
         {
             self.root = Some(index);
         }
-        if matches!(&outcome, Err(e) if e.is_genuine()) {
+        if matches!(&outcome, Err(e) if e.is_failure()) {
             self.token.cancel();
         }
         self.done.push((index, outcome));
@@ -270,7 +270,7 @@ where
     ///
     /// # Errors
     /// An [`Error`] whose cause is the first failure observed (by spawn
-    /// index), with the other genuine failures and the counts; or
+    /// index), with the other failures and the counts; or
     /// [`Cause::Cancelled`] if the external token stopped the group.
     ///
     /// # Panics
@@ -333,7 +333,7 @@ where
                         key: index,
                         error,
                     }));
-                } else if error.is_genuine() {
+                } else if error.is_failure() {
                     others.push(Failure {
                         index,
                         key: index,
@@ -342,7 +342,7 @@ where
                 }
             }
         }
-        Err(Error::new(
+        Err(Error::from_parts(
             cause.unwrap_or(Cause::Cancelled),
             others,
             counts,

@@ -83,7 +83,7 @@
 //!   an iterator, so endless ones are fine); running tasks
 //!   see their [`TaskCtx::token`] cancelled and, after the grace period, are
 //!   aborted. The [`Error`] names the root cause with its task's index or
-//!   key, lists the other genuine failures, and counts every outcome. Tasks
+//!   key, lists the other failures, and counts every outcome. Tasks
 //!   that were merely cancelled never pose as the cause.
 //! - **Panics** (L4). A panicking task is a failure like any other and stops
 //!   the run at once. By default ([`PanicPolicy::Propagate`]) its original
@@ -175,9 +175,9 @@ pub use error::{Cause, Error, Failure, Outcome, Panic, TaskError};
 pub use fan_out::{fan_out, fan_out_keyed, FanOut};
 pub use group::{Group, Stopped, TrySpawnError};
 pub use progress::{Progress, Snapshot};
-pub use report::{Counts, Report, Stop};
+pub use report::{Counts, Report};
 pub use retry::{NoRetry, Retry, RetryAll, RetryPolicy, RetryPredicate};
-pub use source::{Indexed, Input, Keyed, Source};
+pub use source::{Indexed, Input, Keyed};
 pub use stream::{Order, TaskStream};
 /// The cancellation token type of [`FanOut::cancel_on`] and
 /// [`TaskCtx::token`], re-exported from `tokio-util`.

@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
-use crate::error::TaskError;
+use crate::error::{Outcome, TaskError};
 
 /// A live view of a run's progress, shared between the run and any number of
 /// watchers (a progress bar, a metrics exporter).
@@ -110,7 +110,7 @@ impl Progress {
         self.inner.started.fetch_add(1, Relaxed);
     }
 
-    pub(crate) fn finished_task<T, E>(&self, outcome: &Result<T, TaskError<E>>) {
+    pub(crate) fn finished_task<T, E>(&self, outcome: &Outcome<T, E>) {
         let c = &self.inner;
         match outcome {
             Ok(_) => c.succeeded.fetch_add(1, Relaxed),

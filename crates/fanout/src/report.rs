@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::error::{Cause, Error, Failure, TaskError};
+use crate::error::{Cause, Error, Failure, Outcome, TaskError};
 
 /// How many tasks ended in each outcome.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -32,12 +32,12 @@ impl Counts {
             + self.not_started
     }
 
-    /// Failed, panicked and timed out together: the genuine failures.
-    pub fn genuine_failures(&self) -> usize {
+    /// Failed, panicked and timed out together: the tasks that themselves failed ([`TaskError::is_failure`]).
+    pub fn failures(&self) -> usize {
         self.failed + self.panicked + self.timed_out
     }
 
-    pub(crate) fn add<T, E>(&mut self, outcome: &Result<T, TaskError<E>>) {
+    pub(crate) fn add<T, E>(&mut self, outcome: &Outcome<T, E>) {
         match outcome {
             Ok(_) => self.succeeded += 1,
             Err(e) => self.add_error(e),
@@ -74,30 +74,26 @@ impl fmt::Display for Counts {
 ///
 /// `outcomes()[i]` belongs to input `i`; there is exactly one outcome per
 /// input. For unkeyed input the key is the index.
+///
+/// Made by [`FanOut::run_all`](crate::FanOut::run_all) and
+/// [`FanOut::run_all_blocking`](crate::FanOut::run_all_blocking); a backend
+/// that runs tasks elsewhere builds one with
+/// [`from_outcomes`](Report::from_outcomes) or by collecting
+/// `(key, outcome)` pairs.
 #[derive(Debug)]
 pub struct Report<K, T, E> {
-    outcomes: Vec<(K, Result<T, TaskError<E>>)>,
+    outcomes: Vec<(K, Outcome<T, E>)>,
     counts: Counts,
-    stopped_by: Option<Stop>,
-}
-
-/// Why a collect-all run stopped before every task had run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Stop {
-    /// The external cancellation token was cancelled.
-    Cancelled,
-    /// The run's deadline passed.
-    DeadlineExceeded,
-    /// A task panicked under [`PanicPolicy::Propagate`](crate::PanicPolicy):
-    /// only seen by a stream, as a collect-all run re-raises the panic.
-    Panicked,
+    stopped_by: Option<Cause<K, E>>,
 }
 
 impl<K, T, E> Report<K, T, E> {
-    pub(crate) fn new(
-        outcomes: Vec<(K, Result<T, TaskError<E>>)>,
-        stopped_by: Option<Stop>,
+    /// A report of `outcomes` (one per input, in input order) for a run that
+    /// `stopped_by` stopped early, or that ran every input (`None`). The
+    /// counts are computed from the outcomes.
+    pub fn from_outcomes(
+        outcomes: Vec<(K, Outcome<T, E>)>,
+        stopped_by: Option<Cause<K, E>>,
     ) -> Self {
         let mut counts = Counts::default();
         for (_, o) in &outcomes {
@@ -111,12 +107,12 @@ impl<K, T, E> Report<K, T, E> {
     }
 
     /// Every outcome, in input order.
-    pub fn outcomes(&self) -> &[(K, Result<T, TaskError<E>>)] {
+    pub fn outcomes(&self) -> &[(K, Outcome<T, E>)] {
         &self.outcomes
     }
 
     /// Every outcome, in input order, by value.
-    pub fn into_outcomes(self) -> Vec<(K, Result<T, TaskError<E>>)> {
+    pub fn into_outcomes(self) -> Vec<(K, Outcome<T, E>)> {
         self.outcomes
     }
 
@@ -125,9 +121,14 @@ impl<K, T, E> Report<K, T, E> {
         &self.counts
     }
 
-    /// Why the run stopped early, or `None` if every task ran.
-    pub fn stopped_by(&self) -> Option<Stop> {
-        self.stopped_by
+    /// Why the run stopped before running every input, or `None` if every
+    /// task ran: [`Cause::Cancelled`] (the external token) or
+    /// [`Cause::DeadlineExceeded`]. A collect-all run never stops on a task's
+    /// failure, so this is never [`Cause::Task`] for the reports fanout
+    /// makes (a panic under [`PanicPolicy::Propagate`](crate::PanicPolicy)
+    /// is re-raised instead).
+    pub fn stopped_by(&self) -> Option<&Cause<K, E>> {
+        self.stopped_by.as_ref()
     }
 
     /// The number of outcomes (= the number of inputs).
@@ -152,17 +153,21 @@ impl<K, T, E> Report<K, T, E> {
             .filter_map(|(k, o)| o.as_ref().ok().map(|t| (k, t)))
     }
 
-    /// The failures (of every kind) with their keys, in input order.
+    /// The tasks that themselves failed (errors, panics, timeouts: see
+    /// [`TaskError::is_failure`]) with their keys, in input order. Cancelled
+    /// and not-started tasks are in [`outcomes`](Report::outcomes) and
+    /// [`counts`](Report::counts).
     pub fn failures(&self) -> impl Iterator<Item = (&K, &TaskError<E>)> {
-        self.outcomes
-            .iter()
-            .filter_map(|(k, o)| o.as_ref().err().map(|e| (k, e)))
+        self.outcomes.iter().filter_map(|(k, o)| match o {
+            Err(e) if e.is_failure() => Some((k, e)),
+            _ => None,
+        })
     }
 
     /// All results in input order if every task succeeded; otherwise an
-    /// [`Error`] whose cause is the genuine failure with the lowest index
-    /// (or the stop reason, if no task failed) and whose `others` are the
-    /// remaining genuine failures in input order.
+    /// [`Error`] whose cause is the failure with the lowest index (or the
+    /// stop reason, if no task failed) and whose `others` are the remaining
+    /// failures in input order.
     ///
     /// # Errors
     /// When any input did not succeed.
@@ -180,20 +185,27 @@ impl<K, T, E> Report<K, T, E> {
             .into_iter()
             .enumerate()
             .filter_map(|(index, (key, o))| match o {
-                Err(error) if error.is_genuine() => Some(Failure { index, key, error }),
+                Err(error) if error.is_failure() => Some(Failure { index, key, error }),
                 _ => None,
             });
         let cause = match failures.next() {
             Some(f) => Cause::Task(f),
-            None if self.stopped_by == Some(Stop::DeadlineExceeded) => Cause::DeadlineExceeded,
-            None => Cause::Cancelled,
+            None => self.stopped_by.unwrap_or(Cause::Cancelled),
         };
-        Err(Error::new(cause, failures.collect(), counts))
+        Err(Error::from_parts(cause, failures.collect(), counts))
+    }
+}
+
+impl<K, T, E> FromIterator<(K, Outcome<T, E>)> for Report<K, T, E> {
+    /// A report of a run that ran every input: one outcome per input, in
+    /// input order.
+    fn from_iter<I: IntoIterator<Item = (K, Outcome<T, E>)>>(iter: I) -> Self {
+        Self::from_outcomes(iter.into_iter().collect(), None)
     }
 }
 
 impl<K, T, E> IntoIterator for Report<K, T, E> {
-    type Item = (K, Result<T, TaskError<E>>);
+    type Item = (K, Outcome<T, E>);
     type IntoIter = std::vec::IntoIter<Self::Item>;
 
     fn into_iter(self) -> Self::IntoIter {

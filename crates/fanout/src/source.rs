@@ -8,12 +8,13 @@ mod sealed {
     pub trait Sealed {}
 }
 
-/// An input sequence a run pulls from, one item at a time, only when a slot
-/// is free. Implemented by [`Indexed`] (made by [`fan_out`](crate::fan_out))
-/// and [`Keyed`] (made by [`fan_out_keyed`](crate::fan_out_keyed)); sealed.
+/// The input of a run: [`Indexed`] items (made by [`fan_out`](crate::fan_out))
+/// or [`Keyed`] pairs (made by [`fan_out_keyed`](crate::fan_out_keyed)).
+/// Sealed: you never implement it, and you rarely name it.
 ///
-/// Blocking runs accept any `Input` whose items and keys are `Send`, borrowed
-/// ones included; async runs need a [`Source`], an `Input` that is also
+/// A run pulls from it one item at a time, only when a slot is free. Blocking
+/// runs accept borrowed items and keys; async runs, whose tasks live on the
+/// runtime's worker threads, need the input, its keys and items to be
 /// `Send + 'static`.
 pub trait Input: sealed::Sealed {
     /// What identifies a task in results and errors: the index for
@@ -21,27 +22,27 @@ pub trait Input: sealed::Sealed {
     type Key: Clone + Debug + Send + Sync;
     /// The input handed to the task function.
     type Item: Send;
+    /// What a fail-fast run returns for results of type `T`: `Vec<T>` in
+    /// input order for [`Indexed`], `Vec<(K, T)>` in input order for
+    /// [`Keyed`].
+    type Results<T>;
 
+    #[doc(hidden)]
     /// The next input, given the index it will have.
     fn next(&mut self, index: usize) -> Option<(Self::Key, Self::Item)>;
 
+    #[doc(hidden)]
     /// The number of inputs left, when the iterator knows it exactly.
     fn exact_len(&self) -> Option<usize>;
 
+    #[doc(hidden)]
     /// Makes the span of one task, child of the run's span.
     fn task_span(run: &Span, index: usize, key: &Self::Key) -> Span;
-}
 
-/// An [`Input`] that async runs can pull from other threads: `Send +
-/// 'static`, with `'static` keys and items. Implemented automatically.
-pub trait Source: Input<Key: 'static, Item: 'static> + Send + 'static {}
-
-impl<S> Source for S
-where
-    S: Input + Send + 'static,
-    S::Key: 'static,
-    S::Item: 'static,
-{
+    #[doc(hidden)]
+    /// Puts the successes of a run (one per input, unordered, with their
+    /// index) in input order.
+    fn results<T>(ok: Vec<(usize, Self::Key, T)>) -> Self::Results<T>;
 }
 
 /// Unkeyed input: any iterator of items. Task `i` is input `i`; its key is `i`.
@@ -70,6 +71,7 @@ where
 {
     type Key = usize;
     type Item = I::Item;
+    type Results<T> = Vec<T>;
 
     #[inline]
     fn next(&mut self, index: usize) -> Option<(usize, I::Item)> {
@@ -90,6 +92,10 @@ where
             task.outcome = tracing::field::Empty,
         )
     }
+
+    fn results<T>(ok: Vec<(usize, usize, T)>) -> Vec<T> {
+        crate::engine::finish::in_input_order(ok.len(), ok.into_iter().map(|(i, _, v)| (i, v)))
+    }
 }
 
 impl<I, K, V> Input for Keyed<I>
@@ -100,6 +106,7 @@ where
 {
     type Key = K;
     type Item = V;
+    type Results<T> = Vec<(K, T)>;
 
     #[inline]
     fn next(&mut self, _index: usize) -> Option<(K, V)> {
@@ -121,4 +128,22 @@ where
             task.outcome = tracing::field::Empty,
         )
     }
+
+    fn results<T>(ok: Vec<(usize, K, T)>) -> Vec<(K, T)> {
+        crate::engine::finish::in_input_order(ok.len(), ok.into_iter().map(|(i, k, v)| (i, (k, v))))
+    }
+}
+
+/// An [`Input`] that async runs can pull from other threads: the shorthand
+/// the engine uses for `Input + Send + 'static` with `'static` keys and
+/// items. Public methods spell the bounds out instead, so that rustdoc
+/// shows them.
+pub(crate) trait SendInput: Input<Key: 'static, Item: 'static> + Send + 'static {}
+
+impl<S> SendInput for S
+where
+    S: Input + Send + 'static,
+    S::Key: 'static,
+    S::Item: 'static,
+{
 }

@@ -15,11 +15,11 @@ use tracing::Span;
 
 use crate::config::{Config, PanicPolicy};
 use crate::ctx::{BlockingTracker, TaskCtx};
-use crate::engine::{self, Collector, Done, Env, LaneSlots, Reason, Shared};
+use crate::engine::{self, Collector, Done, Env, LaneSlots, Reason, RunState};
 use crate::error::{Outcome, Panic, TaskError};
 use crate::progress::Progress;
 use crate::retry::RetryPolicy;
-use crate::source::Source;
+use crate::source::SendInput;
 
 /// The order in which a [`TaskStream`] yields outcomes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -40,13 +40,13 @@ trait RunControl: Send + Sync {
     fn take_source_panic(&self) -> Option<Box<dyn std::any::Any + Send>>;
 }
 
-impl<S: Send> RunControl for Shared<S> {
+impl<S: Send> RunControl for RunState<S> {
     fn stop(&self, reason: Reason) {
-        Shared::stop(self, reason);
+        RunState::stop(self, reason);
     }
 
     fn take_source_panic(&self) -> Option<Box<dyn std::any::Any + Send>> {
-        Shared::take_source_panic(self)
+        RunState::take_source_panic(self)
     }
 }
 
@@ -188,12 +188,12 @@ where
         span: Span,
     ) -> Self
     where
-        S: Source<Key = K>,
+        S: SendInput<Key = K>,
         F: Fn(TaskCtx<K>, S::Item) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
         R: RetryPolicy<S::Item, E>,
     {
-        let shared = Arc::new(Shared::for_run(source, &cfg));
+        let shared = Arc::new(RunState::for_run(source, &cfg));
         let caps = engine::lane_caps(&cfg);
         let slots: Arc<[LaneSlots]> = caps.iter().map(|_| LaneSlots::default()).collect();
         let env = Arc::new(Env::new(f, retry, &cfg, false, span.clone()));

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Barrier, Mutex};
 use std::time::Duration;
 
-use fanout::{fan_out, fan_out_keyed, CancellationToken, PanicPolicy, Retry, Stop, TaskError};
+use fanout::{fan_out, fan_out_keyed, CancellationToken, Cause, PanicPolicy, Retry, TaskError};
 use proptest::prelude::*;
 
 /// Counts closures running now, the most at once, and every start and end.
@@ -265,7 +265,7 @@ fn blocking_for_each_stops_when_the_consumer_breaks() {
             }
         },
     );
-    assert_eq!(stop, Some(Stop::Cancelled));
+    assert!(matches!(stop, Some(Cause::Cancelled)), "{:?}", stop);
     // The channel holds at most `limit` results and each thread a chunk of
     // at most 64 pulled inputs, so a stop is seen long before the end.
     assert!(

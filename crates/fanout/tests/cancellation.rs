@@ -10,7 +10,7 @@ mod live;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fanout::{fan_out, CancellationToken, Cause, Order, Stop, TaskCtx, TaskError};
+use fanout::{fan_out, CancellationToken, Cause, Order, TaskCtx, TaskError};
 use live::{ms, runtime, secs, Kind, Live, Log};
 use tokio::sync::Semaphore;
 use tokio::time::{sleep, timeout, Instant};
@@ -580,7 +580,11 @@ async fn with_grace_run_all_counts_a_watching_task_that_finishes_as_succeeded() 
     .await
     .expect("run_all hung");
     assert_eq!(start.elapsed(), ms(10 + 50));
-    assert_eq!(report.stopped_by(), Some(Stop::Cancelled));
+    assert!(
+        matches!(report.stopped_by(), Some(Cause::Cancelled)),
+        "{:?}",
+        report.stopped_by()
+    );
     let outcomes = report.outcomes();
     assert!(matches!(outcomes[0], (0, Ok(1))), "{outcomes:?}");
     assert!(
@@ -809,7 +813,11 @@ async fn an_external_cancellation_gives_run_all_one_outcome_per_input() {
     )
     .await
     .expect("run_all hung");
-    assert_eq!(report.stopped_by(), Some(Stop::Cancelled));
+    assert!(
+        matches!(report.stopped_by(), Some(Cause::Cancelled)),
+        "{:?}",
+        report.stopped_by()
+    );
     assert_eq!(report.len(), 50);
     for (i, (key, outcome)) in report.outcomes().iter().enumerate() {
         assert_eq!(*key, i);

@@ -418,7 +418,7 @@ async fn run_all_gives_exactly_one_outcome_per_input_in_input_order() {
         })
         .await;
     assert_eq!(report.len(), n);
-    assert_eq!(report.stopped_by(), None);
+    assert!(report.stopped_by().is_none());
     for (i, (key, outcome)) in report.outcomes().iter().enumerate() {
         assert_eq!(*key, i, "outcome {i} has key {key}");
         match (i % 4, outcome) {

@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex, Once};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use fanout::{fan_out, Cause, Order, PanicPolicy, Stop, TaskCtx, TaskError};
+use fanout::{fan_out, Cause, Order, PanicPolicy, TaskCtx, TaskError};
 use proptest::prelude::*;
 use tokio::time::Instant;
 
@@ -352,7 +352,8 @@ enum Observed {
     /// `run_all` returned a report.
     Report {
         outcomes: Vec<(usize, Seen)>,
-        stopped_by: Option<Stop>,
+        /// `Some("deadline")` or `Some("cancelled")` when the run stopped early.
+        stopped_by: Option<&'static str>,
     },
     /// A stream's yields: index, outcome, virtual ms; then whether it ended
     /// or panicked (with the message).
@@ -449,7 +450,11 @@ fn execute(rt: &tokio::runtime::Runtime, plan: &Plan, rec: &Arc<Recorder>) -> Ou
                     },
                     Ok(report) => {
                         assert_eq!(report.counts().total(), report.len());
-                        let stopped_by = report.stopped_by();
+                        let stopped_by = report.stopped_by().map(|c| match c {
+                            Cause::DeadlineExceeded => "deadline",
+                            Cause::Cancelled => "cancelled",
+                            _ => "task",
+                        });
                         let outcomes = report
                             .into_outcomes()
                             .into_iter()
@@ -664,7 +669,7 @@ fn check(plan: &Plan) -> Result<(), TestCaseError> {
                     );
                 }
                 let expected_stop = match stop {
-                    StopKind::Deadline => Some(Stop::DeadlineExceeded),
+                    StopKind::Deadline => Some("deadline"),
                     _ => None,
                 };
                 prop_assert_eq!(stopped_by, expected_stop);

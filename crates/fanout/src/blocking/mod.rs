@@ -25,7 +25,7 @@ use tracing::Span;
 pub use ctx::BlockingCtx;
 
 use crate::config::{Config, PanicPolicy};
-use crate::engine::{Collected, Collector, Delivery, Done, Reason, Shared};
+use crate::engine::{Collected, Collector, Delivery, Done, Reason, RunState};
 use crate::error::{Outcome, Panic, TaskError};
 use crate::retry::RetryPolicy;
 use crate::source::Input;
@@ -39,7 +39,7 @@ const TICK: Duration = Duration::from_millis(1);
 
 /// The state of one blocking run, borrowed by its threads.
 struct Run<'a, S, F, R> {
-    shared: Shared<S>,
+    shared: RunState<S>,
     f: &'a F,
     retry: &'a R,
     timeout: Option<Duration>,
@@ -93,7 +93,7 @@ where
         span: &'a Span,
     ) -> Self {
         Self {
-            shared: Shared::for_run(source, cfg),
+            shared: RunState::for_run(source, cfg),
             f,
             retry,
             timeout: cfg.timeout,
@@ -266,7 +266,7 @@ pub(crate) fn collect<S, T, E, F, R>(
     f: &F,
     stop_on_failure: bool,
     span: &Span,
-) -> (Collected<S::Key, T, E>, Shared<S>)
+) -> (Collected<S::Key, T, E>, RunState<S>)
 where
     S: Input + Send,
     F: Fn(&BlockingCtx<'_, S::Key>, S::Item) -> Result<T, E> + Sync,

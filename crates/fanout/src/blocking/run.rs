@@ -4,11 +4,12 @@ use std::ops::ControlFlow;
 
 use super::BlockingCtx;
 use crate::engine::finish;
+use crate::error::Cause;
 use crate::error::{Error, Outcome};
 use crate::fan_out::FanOut;
-use crate::report::{Report, Stop};
+use crate::report::Report;
 use crate::retry::RetryPolicy;
-use crate::source::{Indexed, Input, Keyed};
+use crate::source::Input;
 
 impl<S, R> FanOut<S, R>
 where
@@ -56,7 +57,8 @@ where
     /// running closures see [`BlockingCtx::is_cancelled`]); the outcomes of
     /// closures still running are then delivered too. Memory is O(limit):
     /// the threads wait while `each` is busy. Returns why the run stopped
-    /// early, if it did.
+    /// early ([`Cause::Cancelled`] after a `Break` or the external token,
+    /// [`Cause::DeadlineExceeded`]), or `None` if every input ran.
     ///
     /// # Panics
     /// Re-raises a panic of `each` after every closure has returned, and,
@@ -76,7 +78,7 @@ where
     /// );
     /// assert_eq!(sum, 333_833_500);
     /// ```
-    pub fn for_each_blocking<T, E, F, G>(self, f: F, each: G) -> Option<Stop>
+    pub fn for_each_blocking<T, E, F, G>(self, f: F, each: G) -> Option<Cause<S::Key, E>>
     where
         F: Fn(&BlockingCtx<'_, S::Key>, S::Item) -> Result<T, E> + Sync,
         T: Send,
@@ -87,17 +89,18 @@ where
         let span = self.run_span("each_blocking", self.cfg_ref().blocking_limit());
         let (source, cfg, retry) = self.into_parts();
         span.in_scope(|| super::for_each(source, &cfg, &retry, &f, &span, each))
-            .map(|r| r.as_stop())
+            .map(crate::engine::Reason::as_cause)
     }
 }
 
-impl<I, R> FanOut<Indexed<I>, R>
+impl<S, R> FanOut<S, R>
 where
-    Indexed<I>: Input<Key = usize> + Send,
+    S: Input + Send,
 {
     /// Runs a synchronous closure for every input on `limit` scoped threads
     /// (default: the number of CPUs), fail-fast, and returns the results in
-    /// input order: `out[i]` is the result of input `i`.
+    /// input order: `out[i]` is the result of input `i` (keyed input gives
+    /// `(key, result)` pairs in input order, one per input).
     ///
     /// It uses `limit` threads, or one per input when the input is known to
     /// be shorter. No async runtime is needed. The closure and the inputs may borrow from
@@ -105,7 +108,7 @@ where
     /// started has returned. What the async [`run`](FanOut::run) promises holds
     /// here too, with these differences, since threads cannot be interrupted:
     ///
-    /// - **Cancellation is cooperative.** After the first genuine failure no
+    /// - **Cancellation is cooperative.** After the first failure no
     ///   new closure starts (each input is checked right before its closure
     ///   starts) and the rest are counted as not started; running closures see
     ///   [`BlockingCtx::is_cancelled`] turn `true` and should return early.
@@ -122,8 +125,9 @@ where
     /// `docs/BENCHMARKS.md`.
     ///
     /// # Errors
-    /// An [`Error`] with the root cause (the first failure observed), the
-    /// other genuine failures and the count of each outcome.
+    /// An [`Error`] with the root cause (the first failure observed, named
+    /// by its index and key), the other failures and the count of each
+    /// outcome.
     ///
     /// # Panics
     /// Under [`PanicPolicy::Propagate`](crate::PanicPolicy::Propagate) (the
@@ -150,63 +154,7 @@ where
     ///     Ok::<_, ()>(n)
     /// });
     /// ```
-    pub fn run_blocking<T, E, F>(self, f: F) -> Result<Vec<T>, Error<usize, E>>
-    where
-        F: Fn(&BlockingCtx<'_, usize>, <Indexed<I> as Input>::Item) -> Result<T, E> + Sync,
-        T: Send,
-        E: Send,
-        R: RetryPolicy<<Indexed<I> as Input>::Item, E>,
-    {
-        let ok = self.run_blocking_failfast(f)?;
-        Ok(finish::in_input_order(
-            ok.len(),
-            ok.into_iter().map(|(i, _, v)| (i, v)),
-        ))
-    }
-}
-
-impl<I, K, V, R> FanOut<Keyed<I>, R>
-where
-    Keyed<I>: Input<Key = K, Item = V> + Send,
-{
-    /// Runs a synchronous closure for every `(key, input)` pair on scoped
-    /// threads, fail-fast, and returns `(key, result)` pairs in input order.
-    ///
-    /// Semantics as for the unkeyed [`run_blocking`](FanOut::run_blocking),
-    /// with errors naming the key.
-    ///
-    /// # Errors
-    /// An [`Error`] with the root cause and its key.
-    ///
-    /// # Panics
-    /// As the unkeyed `run_blocking`.
-    pub fn run_blocking<T, E, F>(self, f: F) -> Result<Vec<(K, T)>, Error<K, E>>
-    where
-        F: Fn(&BlockingCtx<'_, K>, V) -> Result<T, E> + Sync,
-        T: Send,
-        E: Send,
-        R: RetryPolicy<V, E>,
-    {
-        let ok = self.run_blocking_failfast(f)?;
-        Ok(finish::in_input_order(
-            ok.len(),
-            ok.into_iter().map(|(i, k, v)| (i, (k, v))),
-        ))
-    }
-}
-
-impl<S, R> FanOut<S, R>
-where
-    S: Input + Send,
-{
-    #[allow(
-        clippy::type_complexity,
-        reason = "the tuple is the natural shape here"
-    )]
-    fn run_blocking_failfast<T, E, F>(
-        self,
-        f: F,
-    ) -> Result<Vec<(usize, S::Key, T)>, Error<S::Key, E>>
+    pub fn run_blocking<T, E, F>(self, f: F) -> Result<S::Results<T>, Error<S::Key, E>>
     where
         F: Fn(&BlockingCtx<'_, S::Key>, S::Item) -> Result<T, E> + Sync,
         T: Send,
@@ -219,5 +167,6 @@ where
             let (c, shared) = super::collect(source, &cfg, &retry, &f, true, &span);
             finish::fail_fast(&shared, c, cfg.panics, cfg.progress.as_ref(), &span)
         })
+        .map(S::results)
     }
 }

@@ -3,7 +3,7 @@
 
 use tracing::Span;
 
-use super::{drain_rest, Collected, Reason, Shared};
+use super::{drain_rest, Collected, Reason, RunState};
 use crate::config::PanicPolicy;
 use crate::error::{Cause, Error, TaskError};
 use crate::progress::Progress;
@@ -18,7 +18,7 @@ use crate::source::Input;
     reason = "the tuple is the natural shape here"
 )]
 pub(crate) fn fail_fast<S: Input, T, E>(
-    shared: &Shared<S>,
+    shared: &RunState<S>,
     mut c: Collected<S::Key, T, E>,
     panics: PanicPolicy,
     progress: Option<&Progress>,
@@ -63,19 +63,16 @@ pub(crate) fn fail_fast<S: Input, T, E>(
             others.push(f);
         }
     }
-    let cause = cause.unwrap_or(match reason {
-        Some(Reason::Deadline) => Cause::DeadlineExceeded,
-        _ => Cause::Cancelled,
-    });
+    let cause = cause.unwrap_or_else(|| reason.map_or(Cause::Cancelled, Reason::as_cause));
     span.record("fanout.outcome", "error");
-    Err(Error::new(cause, others, counts))
+    Err(Error::from_parts(cause, others, counts))
 }
 
 /// The collect-all report: one outcome per input, in input order, the inputs
 /// never pulled reported as not started. Re-raises the first panic under
 /// `PanicPolicy::Propagate`.
 pub(crate) fn report<S: Input, T, E>(
-    shared: &Shared<S>,
+    shared: &RunState<S>,
     mut c: Collected<S::Key, T, E>,
     panics: PanicPolicy,
     progress: Option<&Progress>,
@@ -102,7 +99,7 @@ pub(crate) fn report<S: Input, T, E>(
                     .map(|(i, k)| (i, (k, Err(TaskError::NotStarted)))),
             );
     let outcomes = in_input_order(total, entries);
-    let report = Report::new(outcomes, shared.reason().map(Reason::as_stop));
+    let report = Report::from_outcomes(outcomes, shared.reason().map(Reason::as_cause));
     span.record(
         "fanout.outcome",
         if report.is_success() { "ok" } else { "partial" },

@@ -12,14 +12,14 @@ use tokio_util::sync::CancellationToken;
 
 use super::slab::Slab;
 use super::task::{attempts, Body, Done, LaneRefs, Task};
-use super::{Env, Reason, Shared};
+use super::{Env, Reason, RunState};
 use crate::ctx::{CtxShared, TaskCtx};
 use crate::retry::RetryPolicy;
-use crate::source::Source;
+use crate::source::SendInput;
 
 /// Where a lane delivers finished tasks.
 pub(crate) trait Collector<K, T, E>: Send {
-    /// One finished task. `seq` is set for genuine failures: their global
+    /// One finished task. `seq` is set for failures: their global
     /// observation number.
     fn push(&mut self, done: Done<K, T, E>, seq: Option<usize>);
 
@@ -76,13 +76,13 @@ enum Event {
 /// drives the tasks, delivers their outcomes, and on a stop waits up to the
 /// grace period before dropping (aborting) what still runs.
 pub(crate) async fn lane<S, F, Fut, T, E, R, C>(
-    shared: Arc<Shared<S>>,
+    shared: Arc<RunState<S>>,
     env: Arc<Env<F, R>>,
     cap: usize,
     mut sink: C,
 ) -> C
 where
-    S: Source,
+    S: SendInput,
     F: Fn(TaskCtx<S::Key>, S::Item) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<T, E>> + Send + 'static,
     T: Send + 'static,
@@ -253,7 +253,7 @@ where
 /// Delivers the tasks that reported themselves while being dropped: only
 /// after a stop, when the lane clears its tasks.
 fn deliver_aborted<S, F, R, K, T, E, C>(
-    shared: &Shared<S>,
+    shared: &RunState<S>,
     env: &Env<F, R>,
     sink: &mut C,
     aborted: &Mutex<Vec<Done<K, T, E>>>,
@@ -267,7 +267,7 @@ fn deliver_aborted<S, F, R, K, T, E, C>(
 }
 
 fn deliver<S, F, R, K, T, E, C>(
-    shared: &Shared<S>,
+    shared: &RunState<S>,
     env: &Env<F, R>,
     sink: &mut C,
     done: Done<K, T, E>,

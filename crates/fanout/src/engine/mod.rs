@@ -31,16 +31,15 @@ pub(crate) use task::Done;
 
 use crate::config::{Config, PanicPolicy};
 use crate::ctx::BlockingTracker;
-use crate::error::{Failure, TaskError};
+use crate::error::{Cause, Failure, TaskError};
 use crate::progress::Progress;
-use crate::report::Stop;
-use crate::source::Source;
+use crate::source::SendInput;
 
 /// Why a run stopped; the first writer wins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub(crate) enum Reason {
-    /// A genuine failure under fail-fast, or a panic under `Propagate`.
+    /// A failure under fail-fast, or a panic under `Propagate`.
     Failure = 1,
     /// The external token.
     External = 2,
@@ -64,11 +63,14 @@ impl Reason {
         })
     }
 
-    pub(crate) fn as_stop(self) -> Stop {
+    /// The [`Cause`] a collect-all report or a blocking `for_each` gives
+    /// for a stop that is not a task's failure. (A failure only stops such
+    /// runs under `PanicPolicy::Propagate`, and then the panic is re-raised
+    /// instead of reported; so are panics of the input and of a lane.)
+    pub(crate) fn as_cause<K, E>(self) -> Cause<K, E> {
         match self {
-            Self::Deadline => Stop::DeadlineExceeded,
-            Self::Failure => Stop::Panicked,
-            _ => Stop::Cancelled,
+            Self::Deadline => Cause::DeadlineExceeded,
+            _ => Cause::Cancelled,
         }
     }
 }
@@ -81,14 +83,14 @@ pub(crate) struct Pull<S> {
 }
 
 /// State shared by the lanes and the caller.
-pub(crate) struct Shared<S> {
+pub(crate) struct RunState<S> {
     pub(crate) pull: Mutex<Pull<S>>,
     /// Set once when the run stops: no task body starts after a lane reads it.
     pub(crate) stopped: AtomicBool,
     reason: AtomicU8,
     /// Cancelled when the run stops; tasks see it through their context.
     pub(crate) token: CancellationToken,
-    /// Orders genuine failures across lanes, so that "others" are listed in
+    /// Orders failures across lanes, so that "others" are listed in
     /// the order they were observed and the first panic is the one re-raised.
     pub(crate) failure_seq: AtomicUsize,
     pub(crate) source_panic: Mutex<Option<Box<dyn Any + Send>>>,
@@ -96,7 +98,7 @@ pub(crate) struct Shared<S> {
     pub(crate) blocking: Arc<BlockingTracker>,
 }
 
-impl<S> Shared<S> {
+impl<S> RunState<S> {
     /// The shared state of a run over `source` with `cfg`'s policies: the
     /// run's token is a child of the external one, and a run whose external
     /// token is already cancelled is stopped before it starts anything.
@@ -221,7 +223,7 @@ impl<S> Shared<S> {
 /// How a finished task is handed to its collector: shared by the async lanes
 /// and the blocking threads.
 pub(crate) struct Delivery<'a> {
-    /// Fail-fast: a genuine failure stops the run.
+    /// Fail-fast: a failure stops the run.
     pub(crate) stop_on_failure: bool,
     pub(crate) panics: PanicPolicy,
     pub(crate) progress: Option<&'a Progress>,
@@ -246,7 +248,7 @@ impl Delivery<'_> {
             sink.push(done, None);
             return;
         };
-        if !e.is_genuine() {
+        if !e.is_failure() {
             sink.push(done, None);
             return;
         }
@@ -276,7 +278,7 @@ pub(crate) struct Env<F, R> {
     pub(crate) retry: R,
     pub(crate) timeout: Option<Duration>,
     pub(crate) grace: Duration,
-    /// Fail-fast: a genuine failure stops the run.
+    /// Fail-fast: a failure stops the run.
     pub(crate) stop_on_failure: bool,
     pub(crate) panics: PanicPolicy,
     pub(crate) progress: Option<Progress>,
@@ -389,7 +391,7 @@ impl<K, T, E> Collected<K, T, E> {
 /// What the caller gets back after the lanes are joined.
 pub(crate) struct Joined<S, K, T, E> {
     pub(crate) collected: Collected<K, T, E>,
-    pub(crate) shared: Arc<Shared<S>>,
+    pub(crate) shared: Arc<RunState<S>>,
 }
 
 /// Runs the lanes of a collecting run to completion and joins them.
@@ -405,14 +407,14 @@ pub(crate) async fn collect<S, F, Fut, T, E, R>(
     span: Span,
 ) -> Joined<S, S::Key, T, E>
 where
-    S: Source,
+    S: SendInput,
     F: Fn(crate::TaskCtx<S::Key>, S::Item) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<T, E>> + Send + 'static,
     T: Send + 'static,
     E: Send + 'static,
     R: crate::retry::RetryPolicy<S::Item, E>,
 {
-    let shared = Arc::new(Shared::for_run(source, &cfg));
+    let shared = Arc::new(RunState::for_run(source, &cfg));
     let caps = lane_caps(&cfg);
     let env = Arc::new(Env::new(f, retry, &cfg, stop_on_failure, span));
     let mut lanes = JoinSet::new();
@@ -458,7 +460,7 @@ where
 /// After a stop, the inputs that were never pulled, with their keys: a
 /// collect-all report has one outcome per input, so the input must be finite.
 pub(crate) fn drain_rest<S: crate::source::Input>(
-    shared: &Shared<S>,
+    shared: &RunState<S>,
 ) -> (usize, Vec<(usize, S::Key)>) {
     let mut pull = shared.pull.lock().unwrap_or_else(PoisonError::into_inner);
     if pull.exhausted {

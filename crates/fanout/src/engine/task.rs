@@ -13,12 +13,12 @@ use tracing::Span;
 
 use super::Env;
 use crate::ctx::{CtxShared, TaskCtx};
-use crate::error::{Panic, TaskError};
+use crate::error::{Outcome, Panic, TaskError};
 use crate::progress::Progress;
 use crate::retry::RetryPolicy;
 
 /// A finished task: its index, key and outcome.
-pub(crate) type Done<K, T, E> = (usize, K, Result<T, TaskError<E>>);
+pub(crate) type Done<K, T, E> = (usize, K, Outcome<T, E>);
 
 /// Runs the attempts of one task: calls the task function, applies the
 /// per-attempt timeout and the retry policy. Returns the outcome and the
@@ -30,7 +30,7 @@ pub(crate) async fn attempts<K, I, T, E, F, Fut, R>(
     index: usize,
     key: K,
     item: I,
-) -> (Result<T, TaskError<E>>, u32)
+) -> (Outcome<T, E>, u32)
 where
     K: Clone,
     F: Fn(TaskCtx<K>, I) -> Fut,
@@ -96,9 +96,9 @@ impl<F, K, I, T, E, Fut, Slow> Future for Body<'_, F, K, I, Fut, Slow>
 where
     F: Fn(TaskCtx<K>, I) -> Fut,
     Fut: Future<Output = Result<T, E>>,
-    Slow: Future<Output = (Result<T, TaskError<E>>, u32)>,
+    Slow: Future<Output = (Outcome<T, E>, u32)>,
 {
-    type Output = (Result<T, TaskError<E>>, u32);
+    type Output = (Outcome<T, E>, u32);
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         loop {
@@ -172,7 +172,7 @@ pub(crate) struct LaneRefs<'a, K, T, E> {
     pub(crate) abort_on_stop: bool,
     /// Where a task dropped before completion reports itself.
     pub(crate) aborted: Mutex<Vec<Done<K, T, E>>>,
-    /// Whether a genuine failure stops the run (fail-fast), and whether a
+    /// Whether a failure stops the run (fail-fast), and whether a
     /// panic does (`PanicPolicy::Propagate`). A task that fails so raises
     /// `stopped` itself, the moment it finishes, so that no other lane
     /// starts a task while this lane gets round to delivering the failure
@@ -203,7 +203,7 @@ impl<'a, K, T, E, B> Task<'a, K, T, E, B> {
 
 impl<K, T, E, B> Future for Task<'_, K, T, E, B>
 where
-    B: Future<Output = (Result<T, TaskError<E>>, u32)>,
+    B: Future<Output = (Outcome<T, E>, u32)>,
 {
     type Output = Done<K, T, E>;
 
@@ -257,7 +257,7 @@ where
         );
         if let Err(e) = &outcome {
             let lane = this.lane;
-            if e.is_genuine() && (lane.stop_on_failure || (e.is_panic() && lane.stop_on_panic)) {
+            if e.is_failure() && (lane.stop_on_failure || (e.is_panic() && lane.stop_on_panic)) {
                 lane.stopped.store(true, Ordering::Release);
             }
         }
