@@ -100,6 +100,12 @@ pub enum Variant {
     /// lane, so no parallelism. A diagnostic: the difference from `Fanout`
     /// is what the lanes cost each other.
     FanoutOneLane,
+    /// `fanout::fan_out(0..n).limit(64).stream(Order::Completion, ..)`,
+    /// every outcome placed by index: results as they complete.
+    FanoutStream,
+    /// `fanout::fan_out(0..n).limit(64).stream(Order::Input, ..)`, collected:
+    /// results in input order through the reorder window.
+    FanoutStreamOrdered,
     /// As [`JoinSetSemaphore`](Variant::JoinSetSemaphore) with an
     /// `info_span!` per task attached by `.instrument()`: the hand-rolled
     /// code with the same tracing as fanout. Not in [`ALL`](Variant::ALL).
@@ -108,7 +114,7 @@ pub enum Variant {
 
 impl Variant {
     /// Every variant, in table order.
-    pub const ALL: [Variant; 7] = [
+    pub const ALL: [Variant; 9] = [
         Variant::Sequential,
         Variant::JoinSetSemaphore,
         Variant::Buffered,
@@ -116,6 +122,8 @@ impl Variant {
         Variant::Rayon,
         Variant::Fanout,
         Variant::FanoutOneLane,
+        Variant::FanoutStream,
+        Variant::FanoutStreamOrdered,
     ];
 
     /// A short name, used as the criterion benchmark id.
@@ -128,6 +136,8 @@ impl Variant {
             Variant::Rayon => "rayon",
             Variant::Fanout => "fanout_run64",
             Variant::FanoutOneLane => "fanout_run64_one_lane",
+            Variant::FanoutStream => "fanout_stream64",
+            Variant::FanoutStreamOrdered => "fanout_stream64_ordered",
             Variant::JoinSetSemaphoreSpans => "joinset_semaphore64_spans",
         }
     }
@@ -144,6 +154,8 @@ impl Variant {
             Variant::Rayon => "rayon par_iter collect Result<Vec> (sync)",
             Variant::Fanout => "fanout run, fail-fast ordered, limit 64",
             Variant::FanoutOneLane => "fanout run, limit 64, lanes(1) (diagnostic)",
+            Variant::FanoutStream => "fanout stream, completion order, limit 64, out[i]",
+            Variant::FanoutStreamOrdered => "fanout stream, input order, limit 64",
             Variant::JoinSetSemaphoreSpans => {
                 "tokio JoinSet + Semaphore(64) + info_span per task (.instrument)"
             }
@@ -158,6 +170,8 @@ impl Variant {
                 | Variant::JoinSetSemaphoreSpans
                 | Variant::Rayon
                 | Variant::Fanout
+                | Variant::FanoutStream
+                | Variant::FanoutStreamOrdered
         )
     }
 
@@ -177,6 +191,8 @@ impl Variant {
             Variant::Rayon => rayon_collect(n, f),
             Variant::Fanout => fanout_run(n, f, None).await,
             Variant::FanoutOneLane => fanout_run(n, f, Some(1)).await,
+            Variant::FanoutStream => fanout_stream(n, f, fanout::Order::Completion).await,
+            Variant::FanoutStreamOrdered => fanout_stream(n, f, fanout::Order::Input).await,
         }
     }
 }
@@ -261,6 +277,21 @@ async fn fanout_run(n: u64, f: fn(u64) -> Result<u64, TaskErr>, lanes: Option<us
     run.run(move |_ctx, i| async move { f(i) })
         .await
         .expect("the task never fails")
+}
+
+async fn fanout_stream(
+    n: u64,
+    f: fn(u64) -> Result<u64, TaskErr>,
+    order: fanout::Order,
+) -> Vec<u64> {
+    let mut results = fanout::fan_out(0..n)
+        .limit(LIMIT)
+        .stream(order, move |_ctx, i| async move { f(i) });
+    let mut out = vec![0; n as usize];
+    while let Some((i, outcome)) = results.next().await {
+        out[i] = outcome.expect("the task never fails");
+    }
+    out
 }
 
 /// The tracing subscriber installed while fanout runs.

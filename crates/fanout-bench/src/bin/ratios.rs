@@ -10,6 +10,9 @@
 //! ```text
 //! cargo run --release -p fanout-bench --bin ratios
 //! cargo run --release -p fanout-bench --bin ratios -- --sizes 10000,100000 --rounds 2
+//! # only the interleaved table, for some variants (names as in criterion):
+//! cargo run --release -p fanout-bench --bin ratios -- --compare-only \
+//!     --variants sequential,joinset_semaphore64,fanout_run64,fanout_stream64,fanout_stream64_ordered
 //! ```
 //!
 //! Before each measurement it waits (up to a minute) until other processes
@@ -52,6 +55,8 @@ fn main() {
     let mut sizes = DEFAULT_SIZES.to_vec();
     let mut rounds = 3;
     let mut child = None;
+    let mut compare_only = false;
+    let mut variants = Variant::ALL.to_vec();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = || {
@@ -66,6 +71,18 @@ fn main() {
                     .collect();
             }
             "--rounds" => rounds = value().parse().unwrap_or_else(|_| usage("bad --rounds")),
+            "--compare-only" => compare_only = true,
+            "--variants" => {
+                variants = value()
+                    .split(',')
+                    .map(|name| {
+                        Variant::ALL
+                            .into_iter()
+                            .find(|v| v.name() == name)
+                            .unwrap_or_else(|| usage(&format!("unknown variant {name}")))
+                    })
+                    .collect();
+            }
             "--child" => {
                 child = Some(Tracing::from_name(value()).unwrap_or_else(|| usage("bad --child")));
             }
@@ -83,14 +100,19 @@ fn main() {
         fanout_bench::WORKERS,
         fanout_bench::LIMIT
     );
-    compare(&sizes);
-    parallelism();
-    tracing_children(&sizes, rounds);
+    compare(&sizes, &variants);
+    if !compare_only {
+        parallelism();
+        tracing_children(&sizes, rounds);
+    }
 }
 
 fn usage(msg: &str) -> ! {
     eprintln!("ratios: {msg}");
-    eprintln!("usage: ratios [--sizes N,N,..] [--rounds R]   (or --child MODE, internal)");
+    eprintln!(
+        "usage: ratios [--sizes N,N,..] [--rounds R] [--compare-only] [--variants NAME,..]   \
+         (or --child MODE, internal)"
+    );
     std::process::exit(2)
 }
 
@@ -103,9 +125,8 @@ fn ns_per_task(d: Duration, n: u64) -> f64 {
     d.as_nanos() as f64 / n as f64
 }
 
-fn compare(sizes: &[u64]) {
+fn compare(sizes: &[u64], variants: &[Variant]) {
     let rt = runtime(None);
-    let variants = Variant::ALL;
     let mut results = Vec::new();
     for &n in sizes {
         let reps = reps_for(n);
@@ -113,7 +134,7 @@ fn compare(sizes: &[u64]) {
         let meter = LoadMeter::start();
         let (_, want) = timed_run(&rt, Variant::Sequential, n);
         // Warm-up: one run of each.
-        for v in variants {
+        for &v in variants {
             let (_, got) = timed_run(&rt, v, n);
             check(v, n, got, want);
         }
@@ -158,21 +179,35 @@ fn compare(sizes: &[u64]) {
     }
     println!("\nEvery run's checksum equalled the sequential loop's (results complete and in input order).\n");
 
-    let pos = |want: Variant| variants.iter().position(|&v| v == want).expect("variant");
-    let (f, j, q) = (
+    let pos = |want: Variant| variants.iter().position(|&v| v == want);
+    if let (Some(f), Some(j), Some(q)) = (
         pos(Variant::Fanout),
         pos(Variant::JoinSetSemaphore),
         pos(Variant::Sequential),
-    );
-    println!(
-        "## fanout ratios (targets from issue 2: fanout / JoinSet+Semaphore ≤ 0.5×, aim 0.2×)\n"
-    );
+    ) {
+        fanout_ratios(&results, f, j, q);
+    }
+    if let (Some(f), Some(sc), Some(so)) = (
+        pos(Variant::Fanout),
+        pos(Variant::FanoutStream),
+        pos(Variant::FanoutStreamOrdered),
+    ) {
+        stream_ratios(&results, f, sc, so);
+    }
+    load_table(&results);
+}
+
+/// One N's measurements: N, reps, samples, load, time waited for quiet.
+type Measured = (u64, usize, Samples, fanout_bench::load::Load, Duration);
+
+fn fanout_ratios(results: &[Measured], f: usize, j: usize, q: usize) {
+    println!("## fanout ratios (targets: fanout / JoinSet+Semaphore ≤ 0.5×, aim 0.2×)\n");
     println!(
         "| N | fanout ns | JoinSet+Semaphore ns | sequential ns | fanout / JoinSet+Semaphore | \
          same, median of per-rep ratios | fanout / sequential | ≤ 0.5× | ≤ 0.2× |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
-    for (n, _, s, ..) in &results {
+    for (n, _, s, ..) in results {
         let (fm, jm, qm) = (
             Stats::of(&s.ns[f]).median,
             Stats::of(&s.ns[j]).median,
@@ -193,13 +228,44 @@ fn compare(sizes: &[u64]) {
             yes_no(ratio <= 0.2),
         );
     }
+}
+
+fn stream_ratios(results: &[Measured], f: usize, sc: usize, so: usize) {
+    println!("\n## streams against run (target: stream / run ≤ 1.5×)\n");
+    println!(
+        "| N | run ns | stream (completion) ns | stream (input order) ns | \
+         completion / run | same, median of per-rep ratios | input order / run | ≤ 1.5× |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for (n, _, s, ..) in results {
+        let (fm, cm, om) = (
+            Stats::of(&s.ns[f]).median,
+            Stats::of(&s.ns[sc]).median,
+            Stats::of(&s.ns[so]).median,
+        );
+        let paired: Vec<f64> = s.ns[sc].iter().zip(&s.ns[f]).map(|(a, b)| a / b).collect();
+        println!(
+            "| {} | {} | {} | {} | {:.2}× | {:.2}× | {:.2}× | {} |",
+            group(*n),
+            fmt_ns(fm),
+            fmt_ns(cm),
+            fmt_ns(om),
+            cm / fm,
+            Stats::of(&paired).median,
+            om / fm,
+            yes_no(cm / fm <= 1.5),
+        );
+    }
+}
+
+fn load_table(results: &[Measured]) {
     println!("\n## load during the measurement above\n");
     println!(
         "| N | waited for a quiet machine | 1-min load average at start | \
          CPU share used by other processes during |"
     );
     println!("|---|---|---|---|");
-    for (n, _, _, load, waited) in &results {
+    for (n, _, _, load, waited) in results {
         println!(
             "| {} | {} | {:.2} | {:.0} % |",
             group(*n),
