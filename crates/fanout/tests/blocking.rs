@@ -1,4 +1,12 @@
-//! Blocking runs on scoped threads: the contract's guarantees for threads.
+//! Blocking runs on scoped threads: the same guarantees as async runs, as
+//! they apply to threads that cannot be interrupted (results in input order,
+//! the limit, cooperative fail-fast and timeouts, panics re-raised after
+//! every closure returned, the external token, progress), plus
+//! `spawn_blocking` inside an async run. A live-closure counter checks the
+//! limit and that every closure that started has returned; property tests
+//! compare runs with a sequential model.
+
+mod common;
 
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
@@ -7,35 +15,9 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Barrier, Mutex};
 use std::time::Duration;
 
+use common::Live;
 use fanout::{fan_out, fan_out_keyed, CancellationToken, Cause, PanicPolicy, Retry, TaskError};
 use proptest::prelude::*;
-
-/// Counts closures running now, the most at once, and every start and end.
-#[derive(Default)]
-struct Live {
-    now: AtomicUsize,
-    max: AtomicUsize,
-    started: AtomicUsize,
-    ended: AtomicUsize,
-}
-
-struct Guard<'a>(&'a Live);
-
-impl Live {
-    fn enter(&self) -> Guard<'_> {
-        self.started.fetch_add(1, SeqCst);
-        let n = self.now.fetch_add(1, SeqCst) + 1;
-        self.max.fetch_max(n, SeqCst);
-        Guard(self)
-    }
-}
-
-impl Drop for Guard<'_> {
-    fn drop(&mut self) {
-        self.0.now.fetch_sub(1, SeqCst);
-        self.0.ended.fetch_add(1, SeqCst);
-    }
-}
 
 /// Spins (as CPU work does) until the run is cancelled, checking every
 /// 100 µs; returns whether it saw the cancellation.
@@ -68,23 +50,19 @@ fn blocking_run_returns_results_in_input_order_and_borrows_from_the_stack() {
 #[test]
 fn blocking_run_never_runs_more_closures_than_the_limit_and_none_after_it_returns() {
     for limit in [1, 2, 3, 8] {
-        let live = Live::default();
+        let live = Live::new();
         let out = fan_out(0..300u64)
             .limit(limit)
             .run_blocking(|_ctx, n| {
-                let _g = live.enter();
+                let _g = live.guard();
                 std::thread::sleep(Duration::from_micros(20));
                 Ok::<_, ()>(n * 2)
             })
             .unwrap();
         assert_eq!(out.len(), 300);
-        assert!(
-            live.max.load(SeqCst) <= limit,
-            "limit {limit}: max {}",
-            live.max.load(SeqCst)
-        );
-        assert_eq!(live.now.load(SeqCst), 0);
-        assert_eq!(live.started.load(SeqCst), live.ended.load(SeqCst));
+        assert!(live.max() <= limit, "limit {limit}: max {}", live.max());
+        assert_eq!(live.now(), 0);
+        assert_eq!(live.created(), live.dropped());
     }
 }
 
@@ -113,12 +91,12 @@ fn blocking_fail_fast_starts_nothing_after_the_failure_is_observed() {
 
 #[test]
 fn blocking_fail_fast_cancels_running_closures_cooperatively_and_waits_for_them() {
-    let live = Live::default();
+    let live = Live::new();
     let saw_cancel = AtomicUsize::new(0);
     let err = fan_out(0..1000usize)
         .limit(4)
         .run_blocking(|_ctx, n| {
-            let _g = live.enter();
+            let _g = live.guard();
             if n == 3 {
                 return Err("boom");
             }
@@ -130,28 +108,24 @@ fn blocking_fail_fast_cancels_running_closures_cooperatively_and_waits_for_them(
         .unwrap_err();
     assert_eq!(err.key(), Some(&3));
     // Every closure that started has returned before the call did.
-    assert_eq!(live.now.load(SeqCst), 0);
-    assert_eq!(live.started.load(SeqCst), live.ended.load(SeqCst));
+    assert_eq!(live.now(), 0);
+    assert_eq!(live.created(), live.dropped());
     // Only the closures running at the failure were started besides it: at
     // most one per other thread, plus those that started before it.
-    assert!(
-        live.started.load(SeqCst) <= 4 + 3,
-        "started {}",
-        live.started.load(SeqCst)
-    );
-    assert_eq!(saw_cancel.load(SeqCst), live.started.load(SeqCst) - 1);
+    assert!(live.created() <= 4 + 3, "started {}", live.created());
+    assert_eq!(saw_cancel.load(SeqCst), live.created() - 1);
     let c = err.counts();
     assert_eq!(c.total(), 1000);
     assert_eq!(c.failed, 1);
-    assert_eq!(c.not_started, 1000 - live.started.load(SeqCst));
+    assert_eq!(c.not_started, 1000 - live.created());
 }
 
 #[test]
 fn blocking_panic_is_reraised_with_its_payload_after_every_closure_returned() {
-    let live = Live::default();
+    let live = Live::new();
     let caught = catch_unwind(AssertUnwindSafe(|| {
         fan_out(0..100u32).limit(3).run_blocking(|ctx, n| {
-            let _g = live.enter();
+            let _g = live.guard();
             // Among the first three inputs, so it runs while two closures spin.
             if n == 1 {
                 std::panic::panic_any(42u32);
@@ -162,8 +136,8 @@ fn blocking_panic_is_reraised_with_its_payload_after_every_closure_returned() {
     }));
     let payload = caught.expect_err("the panic must reach the caller");
     assert_eq!(payload.downcast_ref::<u32>(), Some(&42));
-    assert_eq!(live.now.load(SeqCst), 0);
-    assert_eq!(live.started.load(SeqCst), live.ended.load(SeqCst));
+    assert_eq!(live.now(), 0);
+    assert_eq!(live.created(), live.dropped());
 }
 
 #[test]
@@ -330,12 +304,12 @@ proptest! {
     /// input order, exactly the planned one; counts add up; limit held.
     #[test]
     fn blocking_run_all_matches_the_sequential_model(plans in prop::collection::vec(plan(), 0..60), limit in 1usize..5) {
-        let live = Live::default();
+        let live = Live::new();
         let report = fan_out(plans.clone())
             .limit(limit)
             .panics(PanicPolicy::AsError)
             .run_all_blocking(|_ctx, p| {
-                let _g = live.enter();
+                let _g = live.guard();
                 match p {
                     Plan::Ok(v) => Ok(v),
                     Plan::Err(e) => Err(e),
@@ -343,7 +317,7 @@ proptest! {
                 }
             });
         prop_assert_eq!(report.len(), plans.len());
-        prop_assert!(live.max.load(SeqCst) <= limit);
+        prop_assert!(live.max() <= limit);
         for (i, ((key, outcome), plan)) in report.outcomes().iter().zip(&plans).enumerate() {
             prop_assert_eq!(*key, i);
             match (plan, outcome) {
@@ -394,7 +368,7 @@ proptest! {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spawn_blocking_inside_an_async_run_stays_under_the_limit() {
-    let live = std::sync::Arc::new(Live::default());
+    let live = Live::new();
     let probe = live.clone();
     let out = fan_out(0..64u64)
         .limit(3)
@@ -403,7 +377,7 @@ async fn spawn_blocking_inside_an_async_run_stays_under_the_limit() {
             async move {
                 let v = ctx
                     .spawn_blocking(move |_token| {
-                        let _g = live.enter();
+                        let _g = live.guard();
                         std::thread::sleep(Duration::from_micros(200));
                         n * 3
                     })
@@ -414,17 +388,13 @@ async fn spawn_blocking_inside_an_async_run_stays_under_the_limit() {
         .await
         .unwrap();
     assert_eq!(out, (0..64).map(|n| n * 3).collect::<Vec<_>>());
-    assert!(
-        probe.max.load(SeqCst) <= 3,
-        "max {}",
-        probe.max.load(SeqCst)
-    );
-    assert_eq!(probe.now.load(SeqCst), 0);
+    assert!(probe.max() <= 3, "max {}", probe.max());
+    assert_eq!(probe.now(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_async_run_returns_only_after_its_blocking_closures_returned() {
-    let live = std::sync::Arc::new(Live::default());
+    let live = Live::new();
     let saw_cancel = std::sync::Arc::new(AtomicUsize::new(0));
     let (probe, probe_cancel) = (live.clone(), saw_cancel.clone());
     let err = fan_out(0..8u32)
@@ -435,13 +405,13 @@ async fn an_async_run_returns_only_after_its_blocking_closures_returned() {
             async move {
                 if n == 7 {
                     // Fails once the others are inside their closures.
-                    while live.started.load(SeqCst) < 7 {
+                    while live.created() < 7 {
                         tokio::task::yield_now().await;
                     }
                     return Err("seven");
                 }
                 ctx.spawn_blocking(move |token| {
-                    let _g = live.enter();
+                    let _g = live.guard();
                     while !token.is_cancelled() {
                         std::thread::sleep(Duration::from_micros(100));
                     }
@@ -456,8 +426,8 @@ async fn an_async_run_returns_only_after_its_blocking_closures_returned() {
     assert_eq!(err.key(), Some(&7));
     // The tasks were aborted at once (no grace), but the run waited for the
     // seven blocking closures, which saw the token and returned.
-    assert_eq!(probe.started.load(SeqCst), 7);
-    assert_eq!(probe.ended.load(SeqCst), 7);
+    assert_eq!(probe.created(), 7);
+    assert_eq!(probe.dropped(), 7);
     assert_eq!(probe_cancel.load(SeqCst), 7);
 }
 

@@ -1,4 +1,9 @@
-//! L3 (fail-fast) and L5 (integrity) of `run` and `run_all`.
+//! Fail-fast: in `run`, after the first genuine failure (an `Err`, a panic, a
+//! timeout) no new task starts, the remaining inputs are counted as not
+//! started, running tasks see the token, get the grace period and are then
+//! aborted, and the error names the root cause; tasks that were merely
+//! cancelled never pose as the cause. `run_all` is the counterpart: it does
+//! not stop on failures.
 //!
 //! On a current_thread runtime the "no start after the first failure" check
 //! is exact: the event log numbers the failing task's return and every task
@@ -6,12 +11,14 @@
 //! lanes on other threads may be starting a task while the failure is being
 //! observed, so there at most `limit` starts may follow it.
 
-mod live;
+mod common;
 
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::Arc;
 use std::time::Duration;
 
-use fanout::{fan_out, Cause, PanicPolicy, Retry, TaskCtx, TaskError};
-use live::{ms, runtime, secs, Kind, Live, Log};
+use common::{ms, runtime, secs, Kind, Live, Log, HANG};
+use fanout::{fan_out, CancellationToken, Cause, Retry, TaskCtx, TaskError};
 use tokio::time::{sleep, timeout, Instant};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,15 +29,13 @@ enum E {
     SawCancel(usize),
 }
 
-const HANG: Duration = Duration::from_secs(60);
-
 /// Deterministic pseudo-random duration in 1..=9 ms for task `i`.
 fn jitter(i: usize) -> Duration {
     ms(1 + (i as u64 * 7919 + 13) % 9)
 }
 
 // ---------------------------------------------------------------------------
-// L3: no task starts after the first failure; every input is accounted for.
+// No task starts after the first failure; every input is accounted for.
 
 async fn no_start_after_failure(lanes: usize, exact_len: bool) {
     let n = 80;
@@ -188,8 +193,214 @@ async fn fail_fast_signals_every_running_task_at_the_instant_of_the_failure() {
     assert_eq!(err.counts().succeeded, 9);
 }
 
+/// An endless iterator: a fail-fast run must stop pulling it after the
+/// failure. (It gives up after a million items, so that a run that drains it
+/// fails this test instead of hanging forever.)
+struct Endless {
+    pulled: Arc<AtomicUsize>,
+}
+
+const ENDLESS_CAP: usize = 1_000_000;
+
+impl Iterator for Endless {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        let k = self.pulled.fetch_add(1, SeqCst);
+        assert!(
+            k < ENDLESS_CAP,
+            "the run pulled {ENDLESS_CAP} inputs from an endless iterator"
+        );
+        Some(k)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn fail_fast_returns_after_a_failure_even_on_an_endless_input() {
+    let limit = 4;
+    let pulled = Arc::new(AtomicUsize::new(0));
+    let it = Endless {
+        pulled: pulled.clone(),
+    };
+    let err = timeout(
+        HANG,
+        fan_out(it).limit(limit).run(|_ctx, i| async move {
+            sleep(ms(1 + i as u64 % 3)).await;
+            if i == 10 {
+                Err(E::Boom(i))
+            } else {
+                Ok(i)
+            }
+        }),
+    )
+    .await
+    .expect("the run hung")
+    .expect_err("task 10 fails");
+    assert_eq!(err.key(), Some(&10));
+    let pulled = pulled.load(SeqCst);
+    assert!(
+        pulled <= 10 + 1 + limit,
+        "{pulled} inputs pulled from an endless iterator"
+    );
+}
+
 // ---------------------------------------------------------------------------
-// L3: which error is the cause.
+// Stopping the running tasks: the token, then the grace period, then the
+// abort.
+
+/// Task 0 fails at 10 ms; task 1 watches the token and cleans up for 5 ms
+/// before returning `Ok`; task 2 ignores the token.
+fn grace_tasks(
+    log: &Log,
+    live: &Live,
+) -> impl Fn(
+    TaskCtx,
+    usize,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<usize, E>> + Send>>
+       + Send
+       + Sync
+       + 'static {
+    let (log, live) = (log.clone(), live.clone());
+    move |ctx, i| {
+        let (log, live) = (log.clone(), live.clone());
+        Box::pin(async move {
+            let _guard = live.guard();
+            match i {
+                0 => {
+                    sleep(ms(10)).await;
+                    Err(E::Boom(i))
+                }
+                1 => {
+                    ctx.cancelled().await;
+                    log.record(Kind::SawCancel, i);
+                    sleep(ms(5)).await;
+                    log.record(Kind::Cleanup, i);
+                    Ok(i)
+                }
+                _ => {
+                    sleep(secs(3600)).await;
+                    log.record(Kind::End, i);
+                    Ok(i)
+                }
+            }
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_grace_a_task_that_watches_the_token_finishes_cleanly() {
+    let (log, live) = (Log::new(), Live::new());
+    let start = Instant::now();
+    let err = timeout(
+        HANG,
+        fan_out(0..3).grace(ms(50)).run(grace_tasks(&log, &live)),
+    )
+    .await
+    .expect("the run hung")
+    .expect_err("task 0 fails");
+    assert_eq!(err.key(), Some(&0));
+    assert_eq!(log.indices(Kind::Cleanup), [1], "the watcher's cleanup ran");
+    let c = err.counts();
+    assert_eq!(c.succeeded, 1, "the watcher's Ok is counted: {c:?}");
+    assert_eq!((c.failed, c.cancelled, c.total()), (1, 1, 3), "{c:?}");
+    assert!(err.others().is_empty());
+    // The task that ignores the token is aborted when the grace ends.
+    assert_eq!(start.elapsed(), ms(10 + 50));
+    assert!(log.indices(Kind::End).is_empty());
+    assert_eq!(live.now(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_grace_a_task_that_ignores_the_token_is_aborted_when_the_grace_ends() {
+    for grace in [ms(1), ms(50), secs(30)] {
+        let (log, live) = (Log::new(), Live::new());
+        let start = Instant::now();
+        let err = timeout(
+            HANG,
+            fan_out([0, 2]).grace(grace).run(grace_tasks(&log, &live)),
+        )
+        .await
+        .expect("the run hung")
+        .expect_err("task 0 fails");
+        assert_eq!(start.elapsed(), ms(10) + grace, "grace {grace:?}");
+        assert_eq!(err.counts().cancelled, 1);
+        assert!(log.indices(Kind::End).is_empty());
+        assert_eq!(live.now(), 0);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_grace_a_run_returns_as_soon_as_every_task_has_finished() {
+    let (log, live) = (Log::new(), Live::new());
+    let start = Instant::now();
+    let err = timeout(
+        HANG,
+        fan_out(0..2).grace(secs(30)).run(grace_tasks(&log, &live)),
+    )
+    .await
+    .expect("the run hung")
+    .expect_err("task 0 fails");
+    assert_eq!(start.elapsed(), ms(10 + 5), "waited for the whole grace");
+    assert_eq!(err.counts().succeeded, 1);
+    assert_eq!(log.indices(Kind::Cleanup), [1]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_grace_running_tasks_are_aborted_at_once() {
+    let (log, live) = (Log::new(), Live::new());
+    let start = Instant::now();
+    let err = timeout(HANG, fan_out(0..3).run(grace_tasks(&log, &live)))
+        .await
+        .expect("the run hung")
+        .expect_err("task 0 fails");
+    assert_eq!(start.elapsed(), ms(10));
+    assert!(
+        log.indices(Kind::Cleanup).is_empty(),
+        "no grace, no cleanup"
+    );
+    assert_eq!(err.counts().cancelled, 2);
+    assert_eq!(live.now(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_grace_run_all_counts_a_watching_task_that_finishes_as_succeeded() {
+    let (log, live) = (Log::new(), Live::new());
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        sleep(ms(10)).await;
+        t.cancel();
+    });
+    let start = Instant::now();
+    // Inputs 1 (watches) and 2 (ignores); 0 would fail, so it is left out.
+    let report = timeout(
+        HANG,
+        fan_out([1, 2])
+            .cancel_on(&token)
+            .grace(ms(50))
+            .run_all(grace_tasks(&log, &live)),
+    )
+    .await
+    .expect("run_all hung");
+    assert_eq!(start.elapsed(), ms(10 + 50));
+    assert!(
+        matches!(report.stopped_by(), Some(Cause::Cancelled)),
+        "{:?}",
+        report.stopped_by()
+    );
+    let outcomes = report.outcomes();
+    assert!(matches!(outcomes[0], (0, Ok(1))), "{outcomes:?}");
+    assert!(
+        matches!(outcomes[1], (1, Err(TaskError::Cancelled))),
+        "{outcomes:?}"
+    );
+    assert_eq!(report.counts().succeeded, 1);
+    assert_eq!(log.indices(Kind::Cleanup), [1]);
+    assert_eq!(live.now(), 0);
+}
+
+// ---------------------------------------------------------------------------
+// Which error is the cause.
 
 /// Tasks that return their own error when they see the token are listed with
 /// the other failures (or counted), never as the cause.
@@ -361,86 +572,53 @@ async fn fail_fast_with_retries_reports_the_last_attempt_and_no_later_start() {
     assert_eq!(err.counts().total(), 30);
 }
 
-// ---------------------------------------------------------------------------
-// L5: integrity.
-
-async fn results_in_input_order_when_finishing_in_reverse(paused: bool) {
-    for (n, limit) in [(1, 1), (10, 10), (50, 7), (300, 64)] {
-        let f = move |_ctx: TaskCtx, i: usize| async move {
-            if paused {
-                sleep(ms((n - i) as u64)).await;
-            } else {
-                for _ in 0..(n - i) % 17 {
-                    tokio::task::yield_now().await;
-                }
-            }
-            Ok::<_, E>(i * 3 + 1)
-        };
-        let out = fan_out(0..n).limit(limit).run(f).await.expect("no failure");
-        assert_eq!(out.len(), n);
-        for (i, v) in out.iter().enumerate() {
-            assert_eq!(*v, i * 3 + 1, "out[{i}] does not belong to input {i}");
-        }
-    }
-}
-
-#[tokio::test(start_paused = true)]
-async fn run_returns_out_i_for_input_i_when_tasks_finish_in_reverse_order() {
-    results_in_input_order_when_finishing_in_reverse(true).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn run_returns_out_i_for_input_i_on_a_multi_thread_runtime() {
-    results_in_input_order_when_finishing_in_reverse(false).await;
-}
-
-/// Every kind of outcome, finishing in reverse order: one outcome per input,
-/// in input order, with the right kind.
-#[tokio::test(start_paused = true)]
-async fn run_all_gives_exactly_one_outcome_per_input_in_input_order() {
-    live::quiet_intentional_panics();
-    let n = 60;
-    let report = fan_out(0..n)
-        .limit(8)
-        .timeout(ms(500))
-        .panics(PanicPolicy::AsError)
-        .run_all(move |_ctx, i| async move {
-            sleep(ms((n - i) as u64)).await;
-            match i % 4 {
-                0 => Ok(i * 2),
-                1 => Err(E::Boom(i)),
-                2 => panic!("[intentional] task {i}"),
-                _ => {
-                    sleep(secs(10)).await;
-                    Ok(0)
-                }
-            }
-        })
-        .await;
-    assert_eq!(report.len(), n);
-    assert!(report.stopped_by().is_none());
-    for (i, (key, outcome)) in report.outcomes().iter().enumerate() {
-        assert_eq!(*key, i, "outcome {i} has key {key}");
-        match (i % 4, outcome) {
-            (0, Ok(v)) => assert_eq!(*v, i * 2),
-            (1, Err(TaskError::Failed(E::Boom(j)))) => assert_eq!(*j, i),
-            (2, Err(TaskError::Panicked(p))) => {
-                assert_eq!(
-                    p.message(),
-                    Some(format!("[intentional] task {i}").as_str())
-                );
-            }
-            (3, Err(TaskError::TimedOut(d))) => assert_eq!(*d, ms(500)),
-            (_, o) => panic!("input {i}: unexpected outcome {o:?}"),
-        }
-    }
-    let c = report.counts();
-    assert_eq!(
-        (c.succeeded, c.failed, c.panicked, c.timed_out, c.total()),
-        (15, 15, 15, 15, n),
-        "{c:?}"
+/// Tasks that return their own error when they see the token are only
+/// cancelled: the cause stays the external cancellation.
+async fn external_cancellation_with_watchers(grace: Duration) {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        sleep(ms(10)).await;
+        t.cancel();
+    });
+    let err = timeout(
+        HANG,
+        fan_out(0..8)
+            .cancel_on(&token)
+            .grace(grace)
+            .run(|ctx: TaskCtx, i| async move {
+                ctx.cancelled().await;
+                Err::<(), _>(E::SawCancel(i))
+            }),
+    )
+    .await
+    .expect("the run hung")
+    .expect_err("the run was cancelled");
+    assert!(
+        err.is_cancelled(),
+        "grace {grace:?}: a task that was only cancelled poses as the cause: {:?}",
+        err.cause()
     );
+    assert_eq!(err.counts().total(), 8);
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_external_cancellation_is_never_reported_as_a_task_failure() {
+    external_cancellation_with_watchers(Duration::ZERO).await;
+    external_cancellation_with_watchers(ms(100)).await;
+}
+
+#[test]
+fn an_external_cancellation_is_never_reported_as_a_task_failure_on_multi_thread() {
+    let rt = runtime(true);
+    for _ in 0..10 {
+        rt.block_on(external_cancellation_with_watchers(Duration::ZERO));
+        rt.block_on(external_cancellation_with_watchers(ms(100)));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The counterpart: a collect-all run does not stop on failures.
 
 #[tokio::test(start_paused = true)]
 async fn run_all_does_not_stop_on_failures() {

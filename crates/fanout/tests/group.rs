@@ -1,43 +1,26 @@
-//! The heterogeneous `Group`: errgroup semantics with a limit and no orphans.
+//! The heterogeneous `Group`: errgroup semantics (spawn tasks of any shape
+//! one by one, join for every result or the first error) under a limit, with
+//! no orphans, fail-fast, grace and both panic policies. A live-task counter
+//! checks the limit and that nothing outlives `join`.
+
+mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::Live;
 use fanout::{Group, PanicPolicy, Stopped, TaskError, TrySpawnError};
-
-/// Counts live task bodies; `max` keeps the highest value seen.
-#[derive(Default)]
-struct Live {
-    now: AtomicUsize,
-    max: AtomicUsize,
-}
-
-struct LiveGuard(Arc<Live>);
-
-impl Live {
-    fn enter(self: &Arc<Self>) -> LiveGuard {
-        let n = self.now.fetch_add(1, Ordering::SeqCst) + 1;
-        self.max.fetch_max(n, Ordering::SeqCst);
-        LiveGuard(self.clone())
-    }
-}
-
-impl Drop for LiveGuard {
-    fn drop(&mut self) {
-        self.0.now.fetch_sub(1, Ordering::SeqCst);
-    }
-}
 
 #[tokio::test(start_paused = true)]
 async fn group_returns_results_in_spawn_order_and_never_exceeds_its_limit() {
-    let live = Arc::new(Live::default());
+    let live = Live::new();
     let mut group = Group::new(3);
     for i in 0..20u64 {
         let live = live.clone();
         group
             .spawn(move |_| async move {
-                let _g = live.enter();
+                let _g = live.guard();
                 // Later tasks finish first.
                 tokio::time::sleep(Duration::from_millis(100 - i)).await;
                 Ok::<_, ()>(i)
@@ -47,18 +30,18 @@ async fn group_returns_results_in_spawn_order_and_never_exceeds_its_limit() {
     }
     let out = group.join().await.unwrap();
     assert_eq!(out, (0..20).collect::<Vec<_>>());
-    assert_eq!(live.max.load(Ordering::SeqCst), 3);
-    assert_eq!(live.now.load(Ordering::SeqCst), 0);
+    assert_eq!(live.max(), 3);
+    assert_eq!(live.now(), 0);
 }
 
 #[tokio::test(start_paused = true)]
 async fn group_stops_on_the_first_error_and_leaves_no_task_alive() {
-    let live = Arc::new(Live::default());
+    let live = Live::new();
     let mut group = Group::new(4);
     let l = live.clone();
     group
         .spawn(move |_| async move {
-            let _g = l.enter();
+            let _g = l.guard();
             tokio::time::sleep(Duration::from_millis(5)).await;
             Err::<u32, _>("boom")
         })
@@ -68,7 +51,7 @@ async fn group_stops_on_the_first_error_and_leaves_no_task_alive() {
         let l = live.clone();
         group
             .spawn(move |_| async move {
-                let _g = l.enter();
+                let _g = l.guard();
                 std::future::pending::<()>().await;
                 Ok(0)
             })
@@ -84,7 +67,7 @@ async fn group_stops_on_the_first_error_and_leaves_no_task_alive() {
     assert_eq!(err.task_error(), Some(&"boom"));
     assert_eq!(err.counts().cancelled, 3);
     assert_eq!(err.counts().not_started, 1);
-    assert_eq!(live.now.load(Ordering::SeqCst), 0);
+    assert_eq!(live.now(), 0);
 }
 
 #[tokio::test(start_paused = true)]
@@ -123,14 +106,14 @@ async fn group_grace_lets_a_task_that_watches_the_token_finish() {
 
 #[tokio::test]
 async fn group_reraises_a_panic_with_its_payload_after_the_drain() {
-    let live = Arc::new(Live::default());
+    let live = Live::new();
     let l = live.clone();
     let handle = tokio::spawn(async move {
         let mut group = Group::<u32, ()>::new(2);
         let l2 = l.clone();
         group
             .spawn(move |_| async move {
-                let _g = l2.enter();
+                let _g = l2.guard();
                 std::future::pending::<()>().await;
                 Ok(0)
             })
@@ -144,7 +127,7 @@ async fn group_reraises_a_panic_with_its_payload_after_the_drain() {
     });
     let payload = handle.await.unwrap_err().into_panic();
     assert_eq!(payload.downcast_ref::<u32>(), Some(&42));
-    assert_eq!(live.now.load(Ordering::SeqCst), 0);
+    assert_eq!(live.now(), 0);
 }
 
 #[tokio::test]

@@ -1,7 +1,9 @@
-//! L4: the panic matrix. Panic sources (the task body, a destructor run
-//! while the task is aborted, a non-string payload, two panics at once, a
-//! panic while the run is cancelling) crossed with both panic policies and
-//! the `run` and `run_all` modes.
+//! Panics: a panicking task is a failure like any other and stops the run at
+//! once, and a panic is never swallowed. The tests form a matrix: panic
+//! sources (the task body, a destructor run while the task is aborted, a
+//! non-string payload, two panics at once, a panic while the run is
+//! cancelling) crossed with both panic policies and the `run` and `run_all`
+//! modes, plus the same rules for streams.
 //!
 //! Under `PanicPolicy::Propagate` the original payload must be re-raised in
 //! the caller only after every task has been dropped (the live counter is
@@ -9,7 +11,7 @@
 //! come back as `TaskError::Panicked`, naming its task. Either way siblings
 //! are cancelled at once, which the paused clock checks exactly.
 
-mod live;
+mod common;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -17,18 +19,16 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::{ms, multi_thread_runtime, secs, Live, PanicOnDrop, HANG, INTENTIONAL};
 use fanout::{
     fan_out, fan_out_keyed, CancellationToken, Cause, Order, PanicPolicy, TaskCtx, TaskError,
 };
-use live::{ms, secs, Live, PanicOnDrop};
 use tokio::time::{sleep, timeout, Instant};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum E {
     Boom,
 }
-
-const HANG: Duration = Duration::from_secs(60);
 
 type BoxFut = Pin<Box<dyn Future<Output = Result<usize, E>> + Send>>;
 
@@ -66,13 +66,13 @@ async fn run_case<F>(
 where
     F: Fn(TaskCtx, usize) -> BoxFut + Send + Sync + 'static,
 {
-    live::quiet_intentional_panics();
+    common::quiet_intentional_panics();
     let b = builder(fan_out(0..n).panics(policy));
     let caught = match mode {
-        Mode::Run => live::catch_unwind(timeout(HANG, b.run(f)))
+        Mode::Run => common::catch_unwind(timeout(HANG, b.run(f)))
             .await
             .map(|r| Ended::Run(r.expect("the run hung"))),
-        Mode::RunAll => live::catch_unwind(timeout(HANG, b.run_all(f)))
+        Mode::RunAll => common::catch_unwind(timeout(HANG, b.run_all(f)))
             .await
             .map(|r| Ended::All(r.expect("run_all hung"))),
     };
@@ -129,7 +129,7 @@ async fn a_task_panic_is_re_raised_with_its_payload_after_every_task_is_dropped(
         .await;
         let payload = expect_panicked(ended, &format!("{mode:?}"));
         assert_eq!(
-            live::panic_message(&*payload),
+            common::panic_message(&*payload),
             Some("[intentional] task 3 body")
         );
         assert_eq!(
@@ -161,7 +161,7 @@ async fn a_task_panic_is_re_raised_after_every_task_is_dropped_on_multi_thread()
             let ended = run_case(mode, PanicPolicy::Propagate, 32, |b| b, f, &live).await;
             let payload = expect_panicked(ended, &format!("{mode:?}"));
             assert_eq!(
-                live::panic_message(&*payload),
+                common::panic_message(&*payload),
                 Some("[intentional] task 5 body")
             );
         }
@@ -234,7 +234,7 @@ async fn a_task_panic_becomes_an_error_naming_the_task_under_as_error() {
 
 #[tokio::test(start_paused = true)]
 async fn a_task_panic_under_as_error_names_the_task_key() {
-    live::quiet_intentional_panics();
+    common::quiet_intentional_panics();
     let pages = [("home", 1), ("about", 2), ("blog", 3)];
     let err = fan_out_keyed(pages)
         .panics(PanicPolicy::AsError)
@@ -312,7 +312,7 @@ async fn a_panic_in_a_destructor_during_abort_is_re_raised_under_propagate() {
         .await;
         let payload = expect_panicked(ended, &format!("{mode:?}"));
         assert_eq!(
-            live::panic_message(&*payload),
+            common::panic_message(&*payload),
             Some("[intentional] task 1 destructor"),
             "{mode:?}"
         );
@@ -389,7 +389,7 @@ async fn a_panic_in_a_destructor_during_abort_is_reported_under_as_error() {
 
 #[tokio::test(start_paused = true)]
 async fn dropping_a_run_whose_task_destructor_panics_aborts_every_task_without_crashing() {
-    live::quiet_intentional_panics();
+    common::quiet_intentional_panics();
     let live = Live::new();
     let run = fan_out(1..6).run(destructor_panics(&live));
     assert!(timeout(ms(5), run).await.is_err());
@@ -564,7 +564,7 @@ async fn two_panics_at_once(multi_thread: bool) {
             2,
             "{mode:?}: the test needs two panics"
         );
-        let msg = live::panic_message(&*payload).map(str::to_owned);
+        let msg = common::panic_message(&*payload).map(str::to_owned);
         assert!(
             matches!(
                 msg.as_deref(),
@@ -656,7 +656,7 @@ async fn a_panic_while_the_run_is_cancelling_is_never_swallowed() {
     )
     .await;
     let payload = expect_panicked(ended, "Propagate");
-    let msg = live::panic_message(&*payload).map(str::to_owned);
+    let msg = common::panic_message(&*payload).map(str::to_owned);
     assert!(
         matches!(
             msg.as_deref(),
@@ -695,12 +695,12 @@ async fn a_panic_while_the_run_is_cancelling_is_never_swallowed() {
 
 #[tokio::test(start_paused = true)]
 async fn a_task_panic_in_a_stream_is_re_raised_from_next_after_every_task_is_dropped() {
-    live::quiet_intentional_panics();
+    common::quiet_intentional_panics();
     for order in [Order::Completion, Order::Input] {
         let live = Live::new();
         let mut stream = fan_out(0..8).stream(order, body_panics(&live));
         let start = Instant::now();
-        let caught = live::catch_unwind(timeout(HANG, async {
+        let caught = common::catch_unwind(timeout(HANG, async {
             if let Some((k, o)) = stream.next().await {
                 panic!("{order:?}: unexpected outcome {k}: {o:?}");
             }
@@ -713,9 +713,149 @@ async fn a_task_panic_in_a_stream_is_re_raised_from_next_after_every_task_is_dro
             "{order:?}: re-raised before every task was dropped"
         );
         assert_eq!(
-            live::panic_message(&*payload),
+            common::panic_message(&*payload),
             Some("[intentional] task 3 body")
         );
         assert_eq!(start.elapsed(), ms(10));
     }
+}
+
+/// A non-string panic payload, to check that the original one comes back.
+#[derive(Debug, PartialEq)]
+struct Boom(u32);
+
+#[tokio::test(start_paused = true)]
+async fn a_panic_under_propagate_is_re_raised_by_the_stream_after_every_task_is_dropped() {
+    common::quiet_intentional_panics();
+    for order in [Order::Completion, Order::Input] {
+        let live = Live::new();
+        let l = live.clone();
+        let mut stream = fan_out(0..20u64)
+            .limit(4)
+            .lanes(2)
+            .stream(order, move |_ctx, i| {
+                let l = l.clone();
+                async move {
+                    let _g = l.guard();
+                    match i {
+                        0 => Ok::<u64, ()>(0),
+                        2 => {
+                            sleep(ms(5)).await;
+                            std::panic::panic_any(Boom(7))
+                        }
+                        _ => std::future::pending().await,
+                    }
+                }
+            });
+        let mut yielded = Vec::new();
+        let payload = loop {
+            match common::catch_unwind(stream.next()).await {
+                Ok(Some((k, o))) => yielded.push((k, o.map_err(|e| e.kind()))),
+                Ok(None) => panic!("{order:?}: the stream ended without re-raising the panic"),
+                Err(p) => break p,
+            }
+        };
+        // Re-raised after the drain: nothing is alive when it surfaces.
+        assert_eq!(
+            live.now(),
+            0,
+            "{order:?}: tasks alive when the panic surfaced"
+        );
+        assert_eq!(payload.downcast_ref::<Boom>(), Some(&Boom(7)));
+        assert_eq!(yielded, [(0, Ok(0))], "{order:?}: nothing after the panic");
+        assert!(common::catch_unwind(stream.next())
+            .await
+            .is_ok_and(|o| o.is_none()));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panic_under_as_error_is_yielded_as_an_outcome_and_the_stream_goes_on() {
+    common::quiet_intentional_panics();
+    let mut stream = fan_out(0..6u64)
+        .limit(2)
+        .panics(PanicPolicy::AsError)
+        .stream(Order::Input, |_ctx, i| async move {
+            if i == 3 {
+                panic!("{INTENTIONAL} task three");
+            }
+            Ok::<_, ()>(i)
+        });
+    let mut got = Vec::new();
+    while let Some((k, o)) = stream.next().await {
+        match o {
+            Ok(v) => got.push((k, format!("ok {v}"))),
+            Err(TaskError::Panicked(p)) => got.push((k, p.message().unwrap().to_owned())),
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    let three = format!("{INTENTIONAL} task three");
+    assert_eq!(
+        got,
+        [
+            (0, "ok 0".to_owned()),
+            (1, "ok 1".to_owned()),
+            (2, "ok 2".to_owned()),
+            (3, three),
+            (4, "ok 4".to_owned()),
+            (5, "ok 5".to_owned()),
+        ]
+    );
+}
+
+/// "Under `PanicPolicy::Propagate` a task panic stops the run; the stream
+/// yields nothing more" (`TaskStream` docs). On a multi-thread runtime the
+/// lane that sees the panic stops the run before it sends the panic, so
+/// another lane may send the `Cancelled` outcomes the stop caused first.
+/// Repeated, because it is a race.
+#[test]
+fn under_propagate_no_outcome_caused_by_the_panic_is_yielded_before_it() {
+    common::quiet_intentional_panics();
+    let mut leaked = Vec::new();
+    let mut rt = multi_thread_runtime(2);
+    for round in 0..1000 {
+        // A fresh runtime now and then, so that lanes land on threads anew.
+        if round > 0 && round % 50 == 0 {
+            rt = multi_thread_runtime(2);
+        }
+        let yielded = rt.block_on(async {
+            let mut stream = fan_out(0..16u64).limit(8).lanes(2).stream(
+                Order::Completion,
+                |_ctx, i| async move {
+                    if i == 0 {
+                        for _ in 0..3 {
+                            tokio::task::yield_now().await;
+                        }
+                        std::panic::panic_any(Boom(0));
+                    }
+                    // Busy siblings: their lane polls them, and so can see
+                    // the stop, all the time.
+                    for _ in 0..1_000_000 {
+                        tokio::task::yield_now().await;
+                    }
+                    Ok::<u64, ()>(i)
+                },
+            );
+            let mut yielded = Vec::new();
+            loop {
+                match common::catch_unwind(stream.next()).await {
+                    Ok(Some((k, o))) => yielded.push((k, o.map_err(|e| e.kind()))),
+                    Ok(None) => panic!("the stream ended without re-raising the panic"),
+                    Err(p) => {
+                        assert_eq!(p.downcast_ref::<Boom>(), Some(&Boom(0)));
+                        break yielded;
+                    }
+                }
+            }
+        });
+        if !yielded.is_empty() {
+            leaked.push((round, yielded));
+        }
+    }
+    assert!(
+        leaked.is_empty(),
+        "{} of 1000 rounds yielded outcomes before the panic, e.g. {:?}",
+        leaked.len(),
+        leaked.first()
+    );
 }

@@ -1,100 +1,19 @@
-//! Streams (L7, with L1 and L2 as they apply to streams): results as they
-//! complete or in input order through a bounded window, a cancel-safe `next`,
-//! no stall of running tasks by a slow consumer, cancel and drop.
-//!
-//! Every test runs on tokio's paused clock: times are virtual and exact.
+//! Streams: a `TaskStream` yields each outcome as its task completes, or in
+//! input order through a reorder window of `limit`, and pulling the next one
+//! is cancel safe. The tests time every yield and every task start on tokio's
+//! paused clock, where times are virtual and exact, and check that a slow
+//! consumer stalls no task already running and that `cancel` ends the stream
+//! cleanly. Dropping a stream, its limit and its panics are tested with the
+//! other runs, in `no_orphans.rs`, `bounded.rs` and `panics.rs`.
 
-use std::any::Any;
-use std::future::Future;
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::pin::Pin;
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
-use std::sync::{Arc, Mutex, Once};
-use std::task::{Context, Poll};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 
-use fanout::{fan_out, CancellationToken, Order, PanicPolicy, TaskError};
+use common::{ms, since, Live};
+use fanout::{fan_out, Order, TaskError};
 use tokio::time::{sleep, Instant};
-
-const INTENTIONAL: &str = "[intentional]";
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-/// Counts live task bodies and the most seen at once.
-#[derive(Default)]
-struct Live {
-    now: AtomicUsize,
-    max: AtomicUsize,
-}
-
-struct LiveGuard(Arc<Live>);
-
-impl Live {
-    fn enter(self: &Arc<Self>) -> LiveGuard {
-        let n = self.now.fetch_add(1, SeqCst) + 1;
-        self.max.fetch_max(n, SeqCst);
-        LiveGuard(self.clone())
-    }
-
-    fn now(&self) -> usize {
-        self.now.load(SeqCst)
-    }
-}
-
-impl Drop for LiveGuard {
-    fn drop(&mut self) {
-        self.0.now.fetch_sub(1, SeqCst);
-    }
-}
-
-/// Virtual milliseconds since `t0`.
-fn since(t0: Instant) -> u64 {
-    u64::try_from(t0.elapsed().as_millis()).expect("small")
-}
-
-/// `catch_unwind` for a future: catches a panic raised by one poll.
-struct CatchUnwind<F>(Pin<Box<F>>);
-
-impl<F: Future> Future for CatchUnwind<F> {
-    type Output = Result<F::Output, Box<dyn Any + Send>>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let fut = self.0.as_mut();
-        match catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
-            Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
-            Err(p) => Poll::Ready(Err(p)),
-        }
-    }
-}
-
-fn catching<F: Future>(f: F) -> CatchUnwind<F> {
-    CatchUnwind(Box::pin(f))
-}
-
-fn quiet_intentional_panics() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let p = info.payload();
-            let intentional = p.downcast_ref::<Boom>().is_some()
-                || p.downcast_ref::<&str>()
-                    .is_some_and(|s| s.contains(INTENTIONAL))
-                || p.downcast_ref::<String>()
-                    .is_some_and(|s| s.contains(INTENTIONAL));
-            if !intentional {
-                previous(info);
-            }
-        }));
-    });
-}
-
-/// A non-string panic payload, to check that the original one comes back.
-#[derive(Debug, PartialEq)]
-struct Boom(u32);
 
 #[tokio::test(start_paused = true)]
 async fn a_stream_in_completion_order_yields_each_result_as_soon_as_its_task_finishes() {
@@ -306,53 +225,8 @@ async fn a_slot_freed_by_the_consumer_is_reused_at_once() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn dropping_the_stream_cancels_the_token_and_aborts_running_tasks() {
-    for order in [Order::Completion, Order::Input] {
-        let live = Arc::new(Live::default());
-        let tokens = Arc::new(Mutex::new(Vec::<CancellationToken>::new()));
-        let (l, tk) = (live.clone(), tokens.clone());
-        let stream = fan_out(0..100u64)
-            .limit(4)
-            .lanes(2)
-            .stream(order, move |ctx, _i| {
-                let l = l.clone();
-                tk.lock().unwrap().push(ctx.token().clone());
-                async move {
-                    let _g = l.enter();
-                    std::future::pending::<Result<(), ()>>().await
-                }
-            });
-        // The lanes run without the stream being polled.
-        for _ in 0..20 {
-            if live.now() == 4 {
-                break;
-            }
-            tokio::task::yield_now().await;
-        }
-        assert_eq!(live.now(), 4);
-        drop(stream);
-        let tokens = tokens.lock().unwrap().clone();
-        assert_eq!(tokens.len(), 4, "no input is pulled beyond the limit");
-        assert!(tokens.iter().all(CancellationToken::is_cancelled));
-        // The abort lands when the runtime next runs the lanes.
-        for _ in 0..20 {
-            if live.now() == 0 {
-                break;
-            }
-            tokio::task::yield_now().await;
-        }
-        assert_eq!(
-            live.now(),
-            0,
-            "{order:?}: tasks outlived the dropped stream"
-        );
-        assert_eq!(live.max.load(SeqCst), 4);
-    }
-}
-
-#[tokio::test(start_paused = true)]
 async fn cancel_yields_the_remaining_outcomes_and_then_ends() {
-    let live = Arc::new(Live::default());
+    let live = Live::new();
     let l = live.clone();
     let mut stream =
         fan_out(0..10u64)
@@ -361,7 +235,7 @@ async fn cancel_yields_the_remaining_outcomes_and_then_ends() {
             .stream(Order::Completion, move |_ctx, i| {
                 let l = l.clone();
                 async move {
-                    let _g = l.enter();
+                    let _g = l.guard();
                     if i >= 2 {
                         std::future::pending::<()>().await;
                     }
@@ -392,211 +266,4 @@ async fn cancel_yields_the_remaining_outcomes_and_then_ends() {
     );
     assert_eq!(live.now(), 0);
     assert!(stream.next().await.is_none(), "the stream stays ended");
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_stream_of_100k_items_keeps_at_most_limit_of_them_outstanding() {
-    const N: usize = 100_000;
-    const LIMIT: usize = 8;
-    for order in [Order::Completion, Order::Input] {
-        let pulled = Arc::new(AtomicUsize::new(0));
-        let consumed = Arc::new(AtomicUsize::new(0));
-        let outstanding = Arc::new(AtomicUsize::new(0));
-        let (p, c, o) = (pulled.clone(), consumed.clone(), outstanding.clone());
-        // The input counts what has been pulled from it: items pulled but
-        // not yet consumed are all the run may hold in memory.
-        let input = (0..N).inspect(move |_| {
-            let n = p.fetch_add(1, SeqCst) + 1;
-            o.fetch_max(n - c.load(SeqCst), SeqCst);
-        });
-        let mut stream = fan_out(input)
-            .limit(LIMIT)
-            .stream(order, |_ctx, i| async move { Ok::<_, ()>(i) });
-        let mut sum = 0;
-        let mut last = None;
-        while let Some((k, o)) = stream.next().await {
-            sum += o.unwrap();
-            if order == Order::Input {
-                assert_eq!(k, last.map_or(0, |l| l + 1));
-            }
-            last = Some(k);
-            consumed.fetch_add(1, SeqCst);
-        }
-        assert_eq!(consumed.load(SeqCst), N);
-        assert_eq!(sum, N * (N - 1) / 2);
-        let max = outstanding.load(SeqCst);
-        assert!(
-            max <= LIMIT,
-            "{order:?}: {max} items pulled and not consumed"
-        );
-    }
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_panic_under_propagate_is_re_raised_by_the_stream_after_every_task_is_dropped() {
-    quiet_intentional_panics();
-    for order in [Order::Completion, Order::Input] {
-        let live = Arc::new(Live::default());
-        let l = live.clone();
-        let mut stream = fan_out(0..20u64)
-            .limit(4)
-            .lanes(2)
-            .stream(order, move |_ctx, i| {
-                let l = l.clone();
-                async move {
-                    let _g = l.enter();
-                    match i {
-                        0 => Ok::<u64, ()>(0),
-                        2 => {
-                            sleep(ms(5)).await;
-                            std::panic::panic_any(Boom(7))
-                        }
-                        _ => std::future::pending().await,
-                    }
-                }
-            });
-        let mut yielded = Vec::new();
-        let payload = loop {
-            match catching(stream.next()).await {
-                Ok(Some((k, o))) => yielded.push((k, o.map_err(|e| e.kind()))),
-                Ok(None) => panic!("{order:?}: the stream ended without re-raising the panic"),
-                Err(p) => break p,
-            }
-        };
-        // Re-raised after the drain: nothing is alive when it surfaces.
-        assert_eq!(
-            live.now(),
-            0,
-            "{order:?}: tasks alive when the panic surfaced"
-        );
-        assert_eq!(payload.downcast_ref::<Boom>(), Some(&Boom(7)));
-        assert_eq!(yielded, [(0, Ok(0))], "{order:?}: nothing after the panic");
-        assert!(catching(stream.next()).await.is_ok_and(|o| o.is_none()));
-    }
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_panic_under_as_error_is_yielded_as_an_outcome_and_the_stream_goes_on() {
-    quiet_intentional_panics();
-    let mut stream = fan_out(0..6u64)
-        .limit(2)
-        .panics(PanicPolicy::AsError)
-        .stream(Order::Input, |_ctx, i| async move {
-            if i == 3 {
-                panic!("{INTENTIONAL} task three");
-            }
-            Ok::<_, ()>(i)
-        });
-    let mut got = Vec::new();
-    while let Some((k, o)) = stream.next().await {
-        match o {
-            Ok(v) => got.push((k, format!("ok {v}"))),
-            Err(TaskError::Panicked(p)) => got.push((k, p.message().unwrap().to_owned())),
-            Err(e) => panic!("{e:?}"),
-        }
-    }
-    let three = format!("{INTENTIONAL} task three");
-    assert_eq!(
-        got,
-        [
-            (0, "ok 0".to_owned()),
-            (1, "ok 1".to_owned()),
-            (2, "ok 2".to_owned()),
-            (3, three),
-            (4, "ok 4".to_owned()),
-            (5, "ok 5".to_owned()),
-        ]
-    );
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_stream_never_runs_more_than_limit_task_bodies_at_once() {
-    for order in [Order::Completion, Order::Input] {
-        let live = Arc::new(Live::default());
-        let l = live.clone();
-        let mut stream = fan_out(0..200u64)
-            .limit(5)
-            .lanes(3)
-            .stream(order, move |_ctx, i| {
-                let l = l.clone();
-                async move {
-                    let _g = l.enter();
-                    sleep(ms(i * 37 % 11)).await;
-                    Ok::<_, ()>(i)
-                }
-            });
-        let mut n = 0;
-        while let Some((_, o)) = stream.next().await {
-            o.unwrap();
-            n += 1;
-            if n % 7 == 0 {
-                sleep(ms(3)).await;
-            }
-        }
-        assert_eq!(n, 200);
-        assert!(live.max.load(SeqCst) <= 5, "{order:?}");
-        assert_eq!(live.now(), 0);
-    }
-}
-
-/// "Under `PanicPolicy::Propagate` a task panic stops the run; the stream
-/// yields nothing more" (`TaskStream` docs). On a multi-thread runtime the
-/// lane that sees the panic stops the run before it sends the panic, so
-/// another lane may send the `Cancelled` outcomes the stop caused first.
-/// Repeated, because it is a race.
-#[test]
-fn under_propagate_no_outcome_caused_by_the_panic_is_yielded_before_it() {
-    quiet_intentional_panics();
-    let mut leaked = Vec::new();
-    let mut rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
-    for round in 0..1000 {
-        // A fresh runtime now and then, so that lanes land on threads anew.
-        if round % 50 == 0 {
-            rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .build()
-                .unwrap();
-        }
-        let yielded = rt.block_on(async {
-            let mut stream = fan_out(0..16u64).limit(8).lanes(2).stream(
-                Order::Completion,
-                |_ctx, i| async move {
-                    if i == 0 {
-                        for _ in 0..3 {
-                            tokio::task::yield_now().await;
-                        }
-                        std::panic::panic_any(Boom(0));
-                    }
-                    // Busy siblings: their lane polls them, and so can see
-                    // the stop, all the time.
-                    for _ in 0..1_000_000 {
-                        tokio::task::yield_now().await;
-                    }
-                    Ok::<u64, ()>(i)
-                },
-            );
-            let mut yielded = Vec::new();
-            loop {
-                match catching(stream.next()).await {
-                    Ok(Some((k, o))) => yielded.push((k, o.map_err(|e| e.kind()))),
-                    Ok(None) => panic!("the stream ended without re-raising the panic"),
-                    Err(p) => {
-                        assert_eq!(p.downcast_ref::<Boom>(), Some(&Boom(0)));
-                        break yielded;
-                    }
-                }
-            }
-        });
-        if !yielded.is_empty() {
-            leaked.push((round, yielded));
-        }
-    }
-    assert!(
-        leaked.is_empty(),
-        "{} of 1000 rounds yielded outcomes before the panic, e.g. {:?}",
-        leaked.len(),
-        leaked.first()
-    );
 }

@@ -1,46 +1,28 @@
-//! Time (L6): per-task timeouts from the task's start, the run's deadline,
-//! the external token, and retries with backoff that stop on cancellation and
-//! never exceed the limit.
+//! Time: the per-task timeout counts from the moment the attempt starts, not
+//! while it waits for a slot; the deadline bounds the whole run; the external
+//! token stops the run (no task starts after it) and is never cancelled by
+//! the run; retries back off, stop as soon as the run is stopped, and never
+//! exceed the limit.
 //!
-//! Every test runs on tokio's paused clock: times are virtual and exact.
+//! Every test but one multi-thread check runs on tokio's paused clock: times
+//! are virtual and exact.
+
+mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use fanout::{fan_out, CancellationToken, Cause, Order, Retry, TaskError};
-use tokio::time::{sleep, Instant};
+use common::{ms, secs, since, Kind, Live, Log, HANG};
+use fanout::{fan_out, CancellationToken, Cause, Order, Retry, TaskCtx, TaskError};
+use tokio::time::{sleep, timeout, Instant};
 
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-/// Virtual milliseconds since `t0`.
-fn since(t0: Instant) -> u64 {
-    u64::try_from(t0.elapsed().as_millis()).expect("small")
-}
-
-/// Counts live things and the most seen at once.
-#[derive(Default)]
-struct Live {
-    now: AtomicUsize,
-    max: AtomicUsize,
-}
-
-struct LiveGuard(Arc<Live>);
-
-impl Live {
-    fn enter(self: &Arc<Self>) -> LiveGuard {
-        let n = self.now.fetch_add(1, SeqCst) + 1;
-        self.max.fetch_max(n, SeqCst);
-        LiveGuard(self.clone())
-    }
-}
-
-impl Drop for LiveGuard {
-    fn drop(&mut self) {
-        self.0.now.fetch_sub(1, SeqCst);
-    }
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum E {
+    /// The genuine failure of a test.
+    Boom,
+    /// Returned by a task when it sees the run's cancellation token.
+    SawCancel,
 }
 
 #[tokio::test(start_paused = true)]
@@ -109,13 +91,13 @@ async fn the_deadline_bounds_the_whole_run() {
     // Ten tasks of 30 ms, two at a time, a 100 ms deadline: 0-5 finish at
     // 30, 60 and 90 ms; 6 and 7 start at 90 and are cancelled at 100; 8 and
     // 9 never start.
-    let live = Arc::new(Live::default());
+    let live = Live::new();
     let task = {
         let live = live.clone();
         move |_ctx: fanout::TaskCtx, i: u64| {
             let live = live.clone();
             async move {
-                let _g = live.enter();
+                let _g = live.guard();
                 sleep(ms(30)).await;
                 Ok::<_, ()>(i)
             }
@@ -137,7 +119,7 @@ async fn the_deadline_bounds_the_whole_run() {
         (c.succeeded, c.cancelled, c.not_started, c.total()),
         (6, 2, 2, 10)
     );
-    assert_eq!(live.now.load(SeqCst), 0);
+    assert_eq!(live.now(), 0);
 
     let t0 = Instant::now();
     let report = fan_out(0..10u64)
@@ -171,7 +153,7 @@ async fn the_deadline_bounds_the_whole_run() {
             "not_started"
         ]
     );
-    assert_eq!(live.now.load(SeqCst), 0);
+    assert_eq!(live.now(), 0);
 
     // A stream stops at its deadline too.
     let t0 = Instant::now();
@@ -188,7 +170,7 @@ async fn the_deadline_bounds_the_whole_run() {
         kinds,
         ["ok", "ok", "ok", "ok", "ok", "ok", "cancelled", "cancelled"]
     );
-    assert_eq!(live.now.load(SeqCst), 0);
+    assert_eq!(live.now(), 0);
 }
 
 #[tokio::test(start_paused = true)]
@@ -493,8 +475,8 @@ async fn an_error_ending_a_backoff_cut_short_by_the_external_token_is_not_the_ro
 
 #[tokio::test(start_paused = true)]
 async fn retries_and_timeouts_never_exceed_the_limit_of_live_tasks() {
-    let bodies = Arc::new(Live::default());
-    let tasks = Arc::new(Live::default());
+    let bodies = Live::new();
+    let tasks = Live::new();
     let open = Arc::new(Mutex::new(Vec::new()));
     let (b, t, o) = (bodies.clone(), tasks.clone(), open.clone());
     let out = fan_out(0..30u64)
@@ -507,9 +489,9 @@ async fn retries_and_timeouts_never_exceed_the_limit_of_live_tasks() {
             async move {
                 // A task is "open" from its first attempt to its last.
                 if ctx.attempt() == 1 {
-                    o.lock().unwrap().push(t.enter());
+                    o.lock().unwrap().push(t.guard());
                 }
-                let _body = b.enter();
+                let _body = b.guard();
                 match (i % 3, ctx.attempt()) {
                     // Times out, then succeeds.
                     (0, 1) => sleep(ms(1000)).await,
@@ -527,8 +509,161 @@ async fn retries_and_timeouts_never_exceed_the_limit_of_live_tasks() {
         .await
         .unwrap();
     assert_eq!(out, (0..30).collect::<Vec<_>>());
-    assert!(bodies.max.load(SeqCst) <= 3, "attempt bodies alive at once");
-    assert_eq!(bodies.now.load(SeqCst), 0);
+    assert!(bodies.max() <= 3, "attempt bodies alive at once");
+    assert_eq!(bodies.now(), 0);
     // Tasks between their first and last attempt, backoff included.
-    assert!(tasks.max.load(SeqCst) <= 3, "tasks in flight at once");
+    assert!(tasks.max() <= 3, "tasks in flight at once");
+}
+
+// ---------------------------------------------------------------------------
+// The external token: the run stops at once, starts nothing more, and
+// leaves the caller's token alone.
+
+/// Every task takes 10 ms; the token is cancelled at 25 ms.
+#[tokio::test(start_paused = true)]
+async fn an_external_cancellation_stops_the_run_with_a_cancelled_error() {
+    let (live, log) = (Live::new(), Log::new());
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        sleep(ms(25)).await;
+        t.cancel();
+    });
+    let (l, lg) = (live.clone(), log.clone());
+    let start = Instant::now();
+    let err = timeout(
+        HANG,
+        fan_out(0..50)
+            .limit(4)
+            .cancel_on(&token)
+            .run(move |_ctx, i| {
+                let (l, lg) = (l.clone(), lg.clone());
+                async move {
+                    let _guard = l.guard();
+                    lg.record(Kind::Start, i);
+                    sleep(ms(10)).await;
+                    Ok::<_, E>(i)
+                }
+            }),
+    )
+    .await
+    .expect("the run hung after the external cancellation")
+    .expect_err("the run was cancelled");
+    assert_eq!(start.elapsed(), ms(25), "the run did not stop at once");
+    assert!(err.is_cancelled(), "{err:?}");
+    assert!(matches!(err.cause(), Cause::Cancelled));
+    assert!(err.failure().is_none() && err.key().is_none());
+    assert!(err.others().is_empty());
+    let c = err.counts();
+    assert_eq!(
+        (c.succeeded, c.cancelled, c.not_started, c.total()),
+        (8, 4, 38, 50),
+        "{c:?}"
+    );
+    assert_eq!(log.count(Kind::Start), 12);
+    assert_eq!(live.now(), 0);
+}
+
+/// Task 2 cancels the external token and returns `Ok` in the same poll: no
+/// task may start after that (on multi_thread, lanes on other threads may be
+/// starting one at that very moment: at most `limit`).
+async fn no_start_after_external_cancel(paused: bool) {
+    let limit = 4;
+    for lanes in [1, 2] {
+        let log = Log::new();
+        let token = CancellationToken::new();
+        let (lg, t) = (log.clone(), token.clone());
+        let err = timeout(
+            if paused { HANG } else { secs(10) },
+            fan_out(0..20)
+                .limit(limit)
+                .lanes(lanes)
+                .cancel_on(&token)
+                .run(move |_ctx, i| {
+                    let (lg, t) = (lg.clone(), t.clone());
+                    async move {
+                        lg.record(Kind::Start, i);
+                        if i == 2 {
+                            sleep(ms(5)).await;
+                            lg.mark();
+                            t.cancel();
+                            return Ok(i);
+                        }
+                        sleep(secs(1)).await;
+                        Ok::<_, E>(i)
+                    }
+                }),
+        )
+        .await
+        .expect("the run hung")
+        .expect_err("the run was cancelled");
+        assert!(err.is_cancelled(), "{err:?}");
+        let mark = log.first(Kind::Mark).expect("task 2 cancelled").seq;
+        let late = log.after(mark, Kind::Start);
+        if paused {
+            assert_eq!(
+                late,
+                Vec::<usize>::new(),
+                "lanes {lanes}: tasks started after the external token was cancelled"
+            );
+        } else {
+            assert!(late.len() <= limit, "lanes {lanes}: {late:?}");
+        }
+        assert_eq!(err.counts().not_started, 20 - log.count(Kind::Start));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_task_starts_after_the_external_token_is_cancelled() {
+    no_start_after_external_cancel(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn at_most_limit_tasks_start_after_the_external_token_is_cancelled_on_multi_thread() {
+    no_start_after_external_cancel(false).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_run_whose_token_is_already_cancelled_starts_no_task() {
+    let log = Log::new();
+    let token = CancellationToken::new();
+    token.cancel();
+    let lg = log.clone();
+    let err = timeout(
+        HANG,
+        fan_out(0..10).cancel_on(&token).run(move |_ctx, i| {
+            let lg = lg.clone();
+            async move {
+                lg.record(Kind::Start, i);
+                Ok::<_, E>(i)
+            }
+        }),
+    )
+    .await
+    .expect("the run hung")
+    .expect_err("the token was cancelled before the run began");
+    assert!(err.is_cancelled(), "{err:?}");
+    assert_eq!(log.indices(Kind::Start), Vec::<usize>::new());
+    assert_eq!(err.counts().not_started, 10, "{:?}", err.counts());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_run_never_cancels_the_callers_token() {
+    let token = CancellationToken::new();
+    let err = fan_out(0..4)
+        .cancel_on(&token)
+        .run(|ctx: TaskCtx, i| async move {
+            if i == 1 {
+                return Err::<(), _>(E::Boom);
+            }
+            ctx.cancelled().await;
+            Err(E::SawCancel)
+        })
+        .await
+        .expect_err("task 1 fails");
+    assert_eq!(err.key(), Some(&1));
+    assert!(
+        !token.is_cancelled(),
+        "the run cancelled its caller's token"
+    );
 }

@@ -1,8 +1,10 @@
-//! Shared test helpers for `fail_fast.rs`, `cancellation.rs`, `panics.rs`
-//! and `limits.rs`: a live-task counter with a max-concurrency tracker, an
-//! event log with a global sequence number, a future-level `catch_unwind`,
-//! and a panic hook that keeps intentional panics out of the test output.
-#![allow(dead_code)]
+//! Helpers shared by every integration test of the library, each written
+//! once: a live-task counter ([`Live`]) that also tracks the most bodies alive
+//! at once, an event log with a global sequence number ([`Log`]), a
+//! future-level [`catch_unwind`], a panic hook that keeps intentional panics
+//! out of the test output, a guard whose destructor panics, duration and
+//! clock helpers, the hang bound, and the runtimes the tests build by hand.
+#![allow(dead_code, reason = "each test file uses a different subset")]
 
 use std::any::Any;
 use std::future::{poll_fn, Future};
@@ -13,14 +15,21 @@ use std::sync::{Arc, Mutex, Once, PoisonError};
 use std::task::Poll;
 use std::time::Duration;
 
+use tokio::runtime::Runtime;
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 /// Marker put in every intentional panic message, so that the quiet hook
 /// can skip it.
 pub(crate) const INTENTIONAL: &str = "[intentional]";
 
-/// Counts live task bodies: a [`LiveGuard`] counts up on creation and down on
-/// drop. Also tracks the highest count seen and how many guards were made.
+/// The bound under which a run must return once it has a reason to; under
+/// the paused clock, reaching it means the run hung.
+pub(crate) const HANG: Duration = Duration::from_secs(60);
+
+/// Counts live task bodies (or blocking closures): a [`LiveGuard`] counts up
+/// on creation and down on drop. Also tracks the highest count seen and how
+/// many guards were made and dropped. Works on and off a runtime.
 #[derive(Clone, Default)]
 pub(crate) struct Live(Arc<LiveInner>);
 
@@ -29,6 +38,7 @@ struct LiveInner {
     now: AtomicUsize,
     max: AtomicUsize,
     created: AtomicUsize,
+    dropped: AtomicUsize,
     changed: Notify,
 }
 
@@ -64,6 +74,11 @@ impl Live {
         self.0.created.load(SeqCst)
     }
 
+    /// Guards dropped so far.
+    pub(crate) fn dropped(&self) -> usize {
+        self.0.dropped.load(SeqCst)
+    }
+
     /// Completes once `pred` holds (checked on every guard change).
     pub(crate) async fn wait_until(&self, pred: impl Fn(&Self) -> bool) {
         loop {
@@ -90,6 +105,7 @@ impl Live {
 impl Drop for LiveGuard {
     fn drop(&mut self) {
         self.0.now.fetch_sub(1, SeqCst);
+        self.0.dropped.fetch_add(1, SeqCst);
         self.0.changed.notify_waiters();
     }
 }
@@ -200,16 +216,18 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> Option<&str> {
 }
 
 /// Installs (once per process) a panic hook that stays silent for intentional
-/// panics (string payloads containing [`INTENTIONAL`], and `u32` payloads)
-/// and defers to the previous hook for everything else.
+/// panics (string payloads containing [`INTENTIONAL`], and non-string
+/// payloads, which only `panic_any` raises, on purpose) and defers to the
+/// previous hook for everything else.
 pub(crate) fn quiet_intentional_panics() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            let payload = info.payload();
-            let intentional = payload.is::<u32>()
-                || panic_message(payload).is_some_and(|m| m.contains(INTENTIONAL));
+            let intentional = match panic_message(info.payload()) {
+                Some(message) => message.contains(INTENTIONAL),
+                None => true,
+            };
             if !intentional {
                 previous(info);
             }
@@ -236,20 +254,37 @@ pub(crate) fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }
 
-/// A runtime of the given flavour: `current_thread` with a paused clock, or a
-/// 4-worker `multi_thread` (whose clock cannot be paused).
-pub(crate) fn runtime(multi_thread: bool) -> tokio::runtime::Runtime {
+/// Whole milliseconds since `t0` (virtual ones under the paused clock).
+pub(crate) fn since(t0: Instant) -> u64 {
+    u64::try_from(t0.elapsed().as_millis()).expect("small")
+}
+
+/// A runtime of the given flavour: [`paused_runtime`], or a 4-worker
+/// [`multi_thread_runtime`].
+pub(crate) fn runtime(multi_thread: bool) -> Runtime {
     if multi_thread {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(4)
-            .enable_all()
-            .build()
-            .expect("multi_thread runtime")
+        multi_thread_runtime(4)
     } else {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .start_paused(true)
-            .build()
-            .expect("current_thread runtime")
+        paused_runtime()
     }
+}
+
+/// A `current_thread` runtime with a paused clock: time only moves when the
+/// runtime has nothing else to do, so times are virtual and exact.
+pub(crate) fn paused_runtime() -> Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .expect("current_thread runtime")
+}
+
+/// A `multi_thread` runtime with `workers` worker threads (its clock cannot
+/// be paused).
+pub(crate) fn multi_thread_runtime(workers: usize) -> Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .expect("multi_thread runtime")
 }

@@ -1,17 +1,23 @@
-//! L1 (no orphans), the cancellation grid, grace, and the external token.
+//! No orphans: when a run returns, by any path (success, error, re-raised
+//! panic), every task it started has finished or been dropped, and dropping
+//! the run's future or its stream aborts every task at once. Each test counts
+//! live task bodies and reads the count the moment the run returns or is
+//! dropped; the cancellation grid also checks, for every position of a
+//! failing task among siblings that ignore or watch the token, that the
+//! error comes back promptly and names that task.
 //!
 //! Every time-dependent test runs on tokio's paused clock: time only moves
 //! when the runtime has nothing else to do, so "the run returned at the
 //! instant of the failure" is an exact, deterministic check, and a hang shows
 //! up as a `tokio::time::timeout` firing, never as a wall-clock wait.
 
-mod live;
+mod common;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use fanout::{fan_out, CancellationToken, Cause, Order, TaskCtx, TaskError};
-use live::{ms, runtime, secs, Kind, Live, Log};
+use common::{ms, runtime, secs, Kind, Live, Log, HANG};
+use fanout::{fan_out, CancellationToken, Order, TaskCtx};
 use tokio::sync::Semaphore;
 use tokio::time::{sleep, timeout, Instant};
 
@@ -23,12 +29,8 @@ enum E {
     SawCancel,
 }
 
-/// The bound under which a run must return once it has a reason to; under
-/// the paused clock, reaching it means the run hung.
-const HANG: Duration = Duration::from_secs(60);
-
 // ---------------------------------------------------------------------------
-// L1: no task is alive when a run returns, by any path.
+// No task is alive when a run returns, by any path.
 
 /// Runs `ok`, `error` and `panic` paths of `run` and `run_all` and checks the
 /// live counter right after each returns.
@@ -110,7 +112,7 @@ async fn no_live_task_on_any_return_path() {
     assert_eq!(live.now(), 0, "a task is alive after run_all returned");
 
     // Panic, re-raised after the drain.
-    live::quiet_intentional_panics();
+    common::quiet_intentional_panics();
     for all in [false, true] {
         let live = Live::new();
         let l = live.clone();
@@ -127,17 +129,20 @@ async fn no_live_task_on_any_return_path() {
             }
         };
         let caught = if all {
-            live::catch_unwind(timeout(HANG, fan_out(0..40).limit(8).run_all(f)))
+            common::catch_unwind(timeout(HANG, fan_out(0..40).limit(8).run_all(f)))
                 .await
                 .map(|_| ())
         } else {
-            live::catch_unwind(timeout(HANG, fan_out(0..40).limit(8).run(f)))
+            common::catch_unwind(timeout(HANG, fan_out(0..40).limit(8).run(f)))
                 .await
                 .map(|_| ())
         };
         let payload = caught.expect_err("the task's panic is re-raised");
         assert_eq!(live.now(), 0, "a task is alive when the panic is re-raised");
-        assert_eq!(live::panic_message(&*payload), Some("[intentional] task 6"));
+        assert_eq!(
+            common::panic_message(&*payload),
+            Some("[intentional] task 6")
+        );
     }
 }
 
@@ -152,7 +157,7 @@ fn no_task_is_alive_when_a_run_returns_by_any_path_on_multi_thread() {
 }
 
 // ---------------------------------------------------------------------------
-// L1: dropping the run's future (or stream) aborts every task.
+// Dropping the run's future (or stream) aborts every task.
 
 /// A task that sleeps a while (by index) and logs its start and its end.
 fn sleepy(
@@ -348,6 +353,51 @@ async fn dropping_a_task_stream_on_a_multi_thread_runtime_aborts_every_task() {
     }
 }
 
+#[tokio::test(start_paused = true)]
+async fn dropping_the_stream_cancels_the_token_and_aborts_running_tasks() {
+    for order in [Order::Completion, Order::Input] {
+        let live = Live::new();
+        let tokens = Arc::new(Mutex::new(Vec::<CancellationToken>::new()));
+        let (l, tk) = (live.clone(), tokens.clone());
+        let stream = fan_out(0..100u64)
+            .limit(4)
+            .lanes(2)
+            .stream(order, move |ctx, _i| {
+                let l = l.clone();
+                tk.lock().unwrap().push(ctx.token().clone());
+                async move {
+                    let _g = l.guard();
+                    std::future::pending::<Result<(), ()>>().await
+                }
+            });
+        // The lanes run without the stream being polled.
+        for _ in 0..20 {
+            if live.now() == 4 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(live.now(), 4);
+        drop(stream);
+        let tokens = tokens.lock().unwrap().clone();
+        assert_eq!(tokens.len(), 4, "no input is pulled beyond the limit");
+        assert!(tokens.iter().all(CancellationToken::is_cancelled));
+        // The abort lands when the runtime next runs the lanes.
+        for _ in 0..20 {
+            if live.now() == 0 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            live.now(),
+            0,
+            "{order:?}: tasks outlived the dropped stream"
+        );
+        assert_eq!(live.max(), 4);
+    }
+}
+
 // ---------------------------------------------------------------------------
 // The cancellation grid (Java's StressCancellation): `before` tasks that never
 // finish on their own, one failing task, then `after` such tasks.
@@ -440,395 +490,6 @@ async fn every_case_of_the_cancellation_grid_returns_with_no_live_task_on_multi_
             }
         }
     }
-}
-
-// ---------------------------------------------------------------------------
-// Grace.
-
-/// Task 0 fails at 10 ms; task 1 watches the token and cleans up for 5 ms
-/// before returning `Ok`; task 2 ignores the token.
-fn grace_tasks(
-    log: &Log,
-    live: &Live,
-) -> impl Fn(
-    TaskCtx,
-    usize,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<usize, E>> + Send>>
-       + Send
-       + Sync
-       + 'static {
-    let (log, live) = (log.clone(), live.clone());
-    move |ctx, i| {
-        let (log, live) = (log.clone(), live.clone());
-        Box::pin(async move {
-            let _guard = live.guard();
-            match i {
-                0 => {
-                    sleep(ms(10)).await;
-                    Err(E::Boom)
-                }
-                1 => {
-                    ctx.cancelled().await;
-                    log.record(Kind::SawCancel, i);
-                    sleep(ms(5)).await;
-                    log.record(Kind::Cleanup, i);
-                    Ok(i)
-                }
-                _ => {
-                    sleep(secs(3600)).await;
-                    log.record(Kind::End, i);
-                    Ok(i)
-                }
-            }
-        })
-    }
-}
-
-#[tokio::test(start_paused = true)]
-async fn with_grace_a_task_that_watches_the_token_finishes_cleanly() {
-    let (log, live) = (Log::new(), Live::new());
-    let start = Instant::now();
-    let err = timeout(
-        HANG,
-        fan_out(0..3).grace(ms(50)).run(grace_tasks(&log, &live)),
-    )
-    .await
-    .expect("the run hung")
-    .expect_err("task 0 fails");
-    assert_eq!(err.key(), Some(&0));
-    assert_eq!(log.indices(Kind::Cleanup), [1], "the watcher's cleanup ran");
-    let c = err.counts();
-    assert_eq!(c.succeeded, 1, "the watcher's Ok is counted: {c:?}");
-    assert_eq!((c.failed, c.cancelled, c.total()), (1, 1, 3), "{c:?}");
-    assert!(err.others().is_empty());
-    // The task that ignores the token is aborted when the grace ends.
-    assert_eq!(start.elapsed(), ms(10 + 50));
-    assert!(log.indices(Kind::End).is_empty());
-    assert_eq!(live.now(), 0);
-}
-
-#[tokio::test(start_paused = true)]
-async fn with_grace_a_task_that_ignores_the_token_is_aborted_when_the_grace_ends() {
-    for grace in [ms(1), ms(50), secs(30)] {
-        let (log, live) = (Log::new(), Live::new());
-        let start = Instant::now();
-        let err = timeout(
-            HANG,
-            fan_out([0, 2]).grace(grace).run(grace_tasks(&log, &live)),
-        )
-        .await
-        .expect("the run hung")
-        .expect_err("task 0 fails");
-        assert_eq!(start.elapsed(), ms(10) + grace, "grace {grace:?}");
-        assert_eq!(err.counts().cancelled, 1);
-        assert!(log.indices(Kind::End).is_empty());
-        assert_eq!(live.now(), 0);
-    }
-}
-
-#[tokio::test(start_paused = true)]
-async fn with_grace_a_run_returns_as_soon_as_every_task_has_finished() {
-    let (log, live) = (Log::new(), Live::new());
-    let start = Instant::now();
-    let err = timeout(
-        HANG,
-        fan_out(0..2).grace(secs(30)).run(grace_tasks(&log, &live)),
-    )
-    .await
-    .expect("the run hung")
-    .expect_err("task 0 fails");
-    assert_eq!(start.elapsed(), ms(10 + 5), "waited for the whole grace");
-    assert_eq!(err.counts().succeeded, 1);
-    assert_eq!(log.indices(Kind::Cleanup), [1]);
-}
-
-#[tokio::test(start_paused = true)]
-async fn without_grace_running_tasks_are_aborted_at_once() {
-    let (log, live) = (Log::new(), Live::new());
-    let start = Instant::now();
-    let err = timeout(HANG, fan_out(0..3).run(grace_tasks(&log, &live)))
-        .await
-        .expect("the run hung")
-        .expect_err("task 0 fails");
-    assert_eq!(start.elapsed(), ms(10));
-    assert!(
-        log.indices(Kind::Cleanup).is_empty(),
-        "no grace, no cleanup"
-    );
-    assert_eq!(err.counts().cancelled, 2);
-    assert_eq!(live.now(), 0);
-}
-
-#[tokio::test(start_paused = true)]
-async fn with_grace_run_all_counts_a_watching_task_that_finishes_as_succeeded() {
-    let (log, live) = (Log::new(), Live::new());
-    let token = CancellationToken::new();
-    let t = token.clone();
-    tokio::spawn(async move {
-        sleep(ms(10)).await;
-        t.cancel();
-    });
-    let start = Instant::now();
-    // Inputs 1 (watches) and 2 (ignores); 0 would fail, so it is left out.
-    let report = timeout(
-        HANG,
-        fan_out([1, 2])
-            .cancel_on(&token)
-            .grace(ms(50))
-            .run_all(grace_tasks(&log, &live)),
-    )
-    .await
-    .expect("run_all hung");
-    assert_eq!(start.elapsed(), ms(10 + 50));
-    assert!(
-        matches!(report.stopped_by(), Some(Cause::Cancelled)),
-        "{:?}",
-        report.stopped_by()
-    );
-    let outcomes = report.outcomes();
-    assert!(matches!(outcomes[0], (0, Ok(1))), "{outcomes:?}");
-    assert!(
-        matches!(outcomes[1], (1, Err(TaskError::Cancelled))),
-        "{outcomes:?}"
-    );
-    assert_eq!(report.counts().succeeded, 1);
-    assert_eq!(log.indices(Kind::Cleanup), [1]);
-    assert_eq!(live.now(), 0);
-}
-
-// ---------------------------------------------------------------------------
-// The external token.
-
-/// Every task takes 10 ms; the token is cancelled at 25 ms.
-#[tokio::test(start_paused = true)]
-async fn an_external_cancellation_stops_the_run_with_a_cancelled_error() {
-    let (live, log) = (Live::new(), Log::new());
-    let token = CancellationToken::new();
-    let t = token.clone();
-    tokio::spawn(async move {
-        sleep(ms(25)).await;
-        t.cancel();
-    });
-    let (l, lg) = (live.clone(), log.clone());
-    let start = Instant::now();
-    let err = timeout(
-        HANG,
-        fan_out(0..50)
-            .limit(4)
-            .cancel_on(&token)
-            .run(move |_ctx, i| {
-                let (l, lg) = (l.clone(), lg.clone());
-                async move {
-                    let _guard = l.guard();
-                    lg.record(Kind::Start, i);
-                    sleep(ms(10)).await;
-                    Ok::<_, E>(i)
-                }
-            }),
-    )
-    .await
-    .expect("the run hung after the external cancellation")
-    .expect_err("the run was cancelled");
-    assert_eq!(start.elapsed(), ms(25), "the run did not stop at once");
-    assert!(err.is_cancelled(), "{err:?}");
-    assert!(matches!(err.cause(), Cause::Cancelled));
-    assert!(err.failure().is_none() && err.key().is_none());
-    assert!(err.others().is_empty());
-    let c = err.counts();
-    assert_eq!(
-        (c.succeeded, c.cancelled, c.not_started, c.total()),
-        (8, 4, 38, 50),
-        "{c:?}"
-    );
-    assert_eq!(log.count(Kind::Start), 12);
-    assert_eq!(live.now(), 0);
-}
-
-/// Tasks that return their own error when they see the token are only
-/// cancelled: the cause stays the external cancellation.
-async fn external_cancellation_with_watchers(grace: Duration) {
-    let token = CancellationToken::new();
-    let t = token.clone();
-    tokio::spawn(async move {
-        sleep(ms(10)).await;
-        t.cancel();
-    });
-    let err = timeout(
-        HANG,
-        fan_out(0..8)
-            .cancel_on(&token)
-            .grace(grace)
-            .run(|ctx: TaskCtx, _i| async move {
-                ctx.cancelled().await;
-                Err::<(), _>(E::SawCancel)
-            }),
-    )
-    .await
-    .expect("the run hung")
-    .expect_err("the run was cancelled");
-    assert!(
-        err.is_cancelled(),
-        "grace {grace:?}: a task that was only cancelled poses as the cause: {:?}",
-        err.cause()
-    );
-    assert_eq!(err.counts().total(), 8);
-}
-
-#[tokio::test(start_paused = true)]
-async fn an_external_cancellation_is_never_reported_as_a_task_failure() {
-    external_cancellation_with_watchers(Duration::ZERO).await;
-    external_cancellation_with_watchers(ms(100)).await;
-}
-
-#[test]
-fn an_external_cancellation_is_never_reported_as_a_task_failure_on_multi_thread() {
-    let rt = runtime(true);
-    for _ in 0..10 {
-        rt.block_on(external_cancellation_with_watchers(Duration::ZERO));
-        rt.block_on(external_cancellation_with_watchers(ms(100)));
-    }
-}
-
-/// Task 2 cancels the external token and returns `Ok` in the same poll: no
-/// task may start after that (on multi_thread, lanes on other threads may be
-/// starting one at that very moment: at most `limit`).
-async fn no_start_after_external_cancel(paused: bool) {
-    let limit = 4;
-    for lanes in [1, 2] {
-        let log = Log::new();
-        let token = CancellationToken::new();
-        let (lg, t) = (log.clone(), token.clone());
-        let err = timeout(
-            if paused { HANG } else { secs(10) },
-            fan_out(0..20)
-                .limit(limit)
-                .lanes(lanes)
-                .cancel_on(&token)
-                .run(move |_ctx, i| {
-                    let (lg, t) = (lg.clone(), t.clone());
-                    async move {
-                        lg.record(Kind::Start, i);
-                        if i == 2 {
-                            sleep(ms(5)).await;
-                            lg.mark();
-                            t.cancel();
-                            return Ok(i);
-                        }
-                        sleep(secs(1)).await;
-                        Ok::<_, E>(i)
-                    }
-                }),
-        )
-        .await
-        .expect("the run hung")
-        .expect_err("the run was cancelled");
-        assert!(err.is_cancelled(), "{err:?}");
-        let mark = log.first(Kind::Mark).expect("task 2 cancelled").seq;
-        let late = log.after(mark, Kind::Start);
-        if paused {
-            assert_eq!(
-                late,
-                Vec::<usize>::new(),
-                "lanes {lanes}: tasks started after the external token was cancelled"
-            );
-        } else {
-            assert!(late.len() <= limit, "lanes {lanes}: {late:?}");
-        }
-        assert_eq!(err.counts().not_started, 20 - log.count(Kind::Start));
-    }
-}
-
-#[tokio::test(start_paused = true)]
-async fn no_task_starts_after_the_external_token_is_cancelled() {
-    no_start_after_external_cancel(true).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn at_most_limit_tasks_start_after_the_external_token_is_cancelled_on_multi_thread() {
-    no_start_after_external_cancel(false).await;
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_run_whose_token_is_already_cancelled_starts_no_task() {
-    let log = Log::new();
-    let token = CancellationToken::new();
-    token.cancel();
-    let lg = log.clone();
-    let err = timeout(
-        HANG,
-        fan_out(0..10).cancel_on(&token).run(move |_ctx, i| {
-            let lg = lg.clone();
-            async move {
-                lg.record(Kind::Start, i);
-                Ok::<_, E>(i)
-            }
-        }),
-    )
-    .await
-    .expect("the run hung")
-    .expect_err("the token was cancelled before the run began");
-    assert!(err.is_cancelled(), "{err:?}");
-    assert_eq!(log.indices(Kind::Start), Vec::<usize>::new());
-    assert_eq!(err.counts().not_started, 10, "{:?}", err.counts());
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_failing_run_never_cancels_the_callers_token() {
-    let token = CancellationToken::new();
-    let err = fan_out(0..4)
-        .cancel_on(&token)
-        .run(|ctx: TaskCtx, i| async move {
-            if i == 1 {
-                return Err::<(), _>(E::Boom);
-            }
-            ctx.cancelled().await;
-            Err(E::SawCancel)
-        })
-        .await
-        .expect_err("task 1 fails");
-    assert_eq!(err.key(), Some(&1));
-    assert!(
-        !token.is_cancelled(),
-        "the run cancelled its caller's token"
-    );
-}
-
-#[tokio::test(start_paused = true)]
-async fn an_external_cancellation_gives_run_all_one_outcome_per_input() {
-    let token = CancellationToken::new();
-    let t = token.clone();
-    tokio::spawn(async move {
-        sleep(ms(25)).await;
-        t.cancel();
-    });
-    let report = timeout(
-        HANG,
-        fan_out(0..50)
-            .limit(4)
-            .cancel_on(&token)
-            .run_all(|_ctx, i| async move {
-                sleep(ms(10)).await;
-                Ok::<_, E>(i)
-            }),
-    )
-    .await
-    .expect("run_all hung");
-    assert!(
-        matches!(report.stopped_by(), Some(Cause::Cancelled)),
-        "{:?}",
-        report.stopped_by()
-    );
-    assert_eq!(report.len(), 50);
-    for (i, (key, outcome)) in report.outcomes().iter().enumerate() {
-        assert_eq!(*key, i);
-        match i {
-            0..=7 => assert_eq!(outcome.as_ref().ok(), Some(&i)),
-            8..=11 => assert!(matches!(outcome, Err(TaskError::Cancelled)), "{i}"),
-            _ => assert!(matches!(outcome, Err(TaskError::NotStarted)), "{i}"),
-        }
-    }
-    let c = report.counts();
-    assert_eq!((c.succeeded, c.cancelled, c.not_started), (8, 4, 38));
 }
 
 // ---------------------------------------------------------------------------

@@ -1,14 +1,17 @@
-//! L2: at most `limit` task bodies alive at once (retries and timeouts
-//! included), input pulled lazily, and a zero limit rejected at build time.
+//! Bounded: at most `limit` task bodies are alive at any moment, retries and
+//! timeouts included, in every run mode; inputs are pulled one at a time,
+//! only when a slot is free, so a streamed run holds O(limit) memory; and a
+//! limit of zero is rejected when the run is built. A live-task counter keeps
+//! the most bodies alive at once, and counting iterators check every pull.
 
-mod live;
+mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::{ms, secs, Live, HANG};
 use fanout::{fan_out, Order, Retry, TaskCtx};
-use live::{ms, secs, Live};
 use tokio::time::{sleep, timeout};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,8 +19,6 @@ enum E {
     Transient,
     Fatal,
 }
-
-const HANG: Duration = Duration::from_secs(600);
 
 /// A task whose kind depends on its index: succeeds after a while, fails
 /// once then succeeds on retry, hangs past the timeout on its first attempt,
@@ -174,6 +175,36 @@ async fn a_fail_fast_run_never_exceeds_the_limit_during_its_grace_period() {
     }
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_stream_never_runs_more_than_limit_task_bodies_at_once() {
+    for order in [Order::Completion, Order::Input] {
+        let live = Live::new();
+        let l = live.clone();
+        let mut stream = fan_out(0..200u64)
+            .limit(5)
+            .lanes(3)
+            .stream(order, move |_ctx, i| {
+                let l = l.clone();
+                async move {
+                    let _g = l.guard();
+                    sleep(ms(i * 37 % 11)).await;
+                    Ok::<_, ()>(i)
+                }
+            });
+        let mut n = 0;
+        while let Some((_, o)) = stream.next().await {
+            o.unwrap();
+            n += 1;
+            if n % 7 == 0 {
+                sleep(ms(3)).await;
+            }
+        }
+        assert_eq!(n, 200);
+        assert!(live.max() <= 5, "{order:?}");
+        assert_eq!(live.now(), 0);
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Lazy input.
 
@@ -287,55 +318,42 @@ async fn a_stream_pulls_no_more_than_limit_inputs_ahead_of_its_consumer() {
     }
 }
 
-/// An endless iterator: a fail-fast run must stop pulling it after the
-/// failure. (It gives up after a million items, so that a run that drains it
-/// fails this test instead of hanging forever.)
-struct Endless {
-    pulled: Arc<AtomicUsize>,
-}
-
-const ENDLESS_CAP: usize = 1_000_000;
-
-impl Iterator for Endless {
-    type Item = usize;
-
-    fn next(&mut self) -> Option<usize> {
-        let k = self.pulled.fetch_add(1, SeqCst);
-        assert!(
-            k < ENDLESS_CAP,
-            "the run pulled {ENDLESS_CAP} inputs from an endless iterator"
-        );
-        Some(k)
-    }
-}
-
 #[tokio::test(start_paused = true)]
-async fn fail_fast_returns_after_a_failure_even_on_an_endless_input() {
-    let limit = 4;
-    let pulled = Arc::new(AtomicUsize::new(0));
-    let it = Endless {
-        pulled: pulled.clone(),
-    };
-    let err = timeout(
-        HANG,
-        fan_out(it).limit(limit).run(|_ctx, i| async move {
-            sleep(ms(1 + i as u64 % 3)).await;
-            if i == 10 {
-                Err(E::Fatal)
-            } else {
-                Ok(i)
+async fn a_stream_of_100k_items_keeps_at_most_limit_of_them_outstanding() {
+    const N: usize = 100_000;
+    const LIMIT: usize = 8;
+    for order in [Order::Completion, Order::Input] {
+        let pulled = Arc::new(AtomicUsize::new(0));
+        let consumed = Arc::new(AtomicUsize::new(0));
+        let outstanding = Arc::new(AtomicUsize::new(0));
+        let (p, c, o) = (pulled.clone(), consumed.clone(), outstanding.clone());
+        // The input counts what has been pulled from it: items pulled but
+        // not yet consumed are all the run may hold in memory.
+        let input = (0..N).inspect(move |_| {
+            let n = p.fetch_add(1, SeqCst) + 1;
+            o.fetch_max(n - c.load(SeqCst), SeqCst);
+        });
+        let mut stream = fan_out(input)
+            .limit(LIMIT)
+            .stream(order, |_ctx, i| async move { Ok::<_, ()>(i) });
+        let mut sum = 0;
+        let mut last = None;
+        while let Some((k, o)) = stream.next().await {
+            sum += o.unwrap();
+            if order == Order::Input {
+                assert_eq!(k, last.map_or(0, |l| l + 1));
             }
-        }),
-    )
-    .await
-    .expect("the run hung")
-    .expect_err("task 10 fails");
-    assert_eq!(err.key(), Some(&10));
-    let pulled = pulled.load(SeqCst);
-    assert!(
-        pulled <= 10 + 1 + limit,
-        "{pulled} inputs pulled from an endless iterator"
-    );
+            last = Some(k);
+            consumed.fetch_add(1, SeqCst);
+        }
+        assert_eq!(consumed.load(SeqCst), N);
+        assert_eq!(sum, N * (N - 1) / 2);
+        let max = outstanding.load(SeqCst);
+        assert!(
+            max <= LIMIT,
+            "{order:?}: {max} items pulled and not consumed"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -1,17 +1,15 @@
-//! Integrity of keyed runs (L5): a map or a `Vec` of pairs gives results
-//! keyed by the same keys, exactly one per key, in input order; errors and
-//! reports carry the keys.
+//! Integrity of keyed runs: a map or a `Vec` of pairs gives results keyed by
+//! the same keys, exactly one per input, in input order, and errors and
+//! reports carry the keys. Tasks finish out of order on purpose; a property
+//! test compares keyed runs with a sequential model.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::Duration;
 
 use fanout::{fan_out_keyed, Order, PanicPolicy, TaskError};
 use proptest::prelude::*;
 use tokio::time::sleep;
 
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
+use crate::common::{ms, paused_runtime};
 
 #[tokio::test(start_paused = true)]
 async fn a_btreemap_of_tasks_gives_one_result_per_key_in_map_order() {
@@ -163,11 +161,7 @@ proptest! {
     /// map order, each key's own outcome, exactly once.
     #[test]
     fn a_collect_all_keyed_run_agrees_with_the_sequential_model((map, limit) in keyed_plan()) {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()
-            .unwrap();
+        let rt = paused_runtime();
         let report = rt.block_on(
             fan_out_keyed(map.clone())
                 .limit(limit)

@@ -1,5 +1,8 @@
-//! A property test of the async engine against a sequential reference model
-//! (L1, L2, L3, L4, L5, L7).
+//! A property test of the async engine against a sequential reference model.
+//! Besides integrity (one outcome per input, in input order, the right one),
+//! it checks that no task is alive when a run returns, that the limit holds,
+//! when each input starts, which failure is the cause, that panics are
+//! re-raised or reported as they must be, and when streams yield.
 //!
 //! Each case draws a plan: per input an outcome (ok, slow ok, error, panic,
 //! hang) and a delay in virtual milliseconds, plus a limit, a lane count, a
@@ -16,26 +19,26 @@
 //! Where several tasks finish at the very instant of the stop, any of them
 //! may be observed first, so the model allows each of its outcomes.
 
-use std::any::Any;
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap};
-use std::future::Future;
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
-use std::sync::{Arc, Mutex, Once};
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fanout::{fan_out, Cause, Order, PanicPolicy, TaskCtx, TaskError};
 use proptest::prelude::*;
 use tokio::time::Instant;
 
+use crate::common::{
+    self, catch_unwind, multi_thread_runtime, paused_runtime, quiet_intentional_panics, since,
+    Live, LiveGuard,
+};
+
 /// The deadline set whenever a plan can hang: far beyond any finite plan.
 const DEADLINE_MS: u64 = 100_000;
 /// "Never": a hung task's finish, an input never pulled.
 const NEVER: u64 = u64::MAX;
-const PANIC_TAG: &str = "fanout-model-panic";
+/// Starts every task panic's message; marked intentional for the quiet hook.
+const PANIC_TAG: &str = "[intentional] fanout-model-panic";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
@@ -92,7 +95,7 @@ fn seen<T: Into<u64> + Copy>(o: &Result<T, TaskError<u32>>) -> Seen {
     }
 }
 
-fn panic_message(index: usize) -> String {
+fn task_panic_message(index: usize) -> String {
     format!("{PANIC_TAG} {index}")
 }
 
@@ -100,7 +103,7 @@ fn own(step: &Step, index: usize) -> Option<Seen> {
     match step.kind {
         Kind::Ok(v) => Some(Seen::Ok(v)),
         Kind::Err(c) => Some(Seen::Failed(c)),
-        Kind::Panic => Some(Seen::Panicked(panic_message(index))),
+        Kind::Panic => Some(Seen::Panicked(task_panic_message(index))),
         Kind::Hang => None,
     }
 }
@@ -256,86 +259,28 @@ fn allowed(plan: &Plan, sim: &Sim, stop: StopKind, i: usize) -> BTreeSet<Seen> {
 /// What the task bodies did: live count, highest live count, start times.
 struct Recorder {
     t0: Instant,
-    live: AtomicUsize,
-    max_live: AtomicUsize,
+    live: Live,
     starts: Mutex<Vec<Vec<u64>>>,
-}
-
-struct LiveGuard(Arc<Recorder>);
-
-impl Drop for LiveGuard {
-    fn drop(&mut self) {
-        self.0.live.fetch_sub(1, SeqCst);
-    }
 }
 
 impl Recorder {
     fn new(n: usize) -> Arc<Self> {
         Arc::new(Self {
             t0: Instant::now(),
-            live: AtomicUsize::new(0),
-            max_live: AtomicUsize::new(0),
+            live: Live::new(),
             starts: Mutex::new(vec![Vec::new(); n]),
         })
     }
 
     fn now_ms(&self) -> u64 {
-        u64::try_from(self.t0.elapsed().as_millis()).expect("small")
+        since(self.t0)
     }
 
-    fn enter(self: &Arc<Self>, index: usize) -> LiveGuard {
-        let n = self.live.fetch_add(1, SeqCst) + 1;
-        self.max_live.fetch_max(n, SeqCst);
+    fn enter(&self, index: usize) -> LiveGuard {
+        let guard = self.live.guard();
         self.starts.lock().unwrap()[index].push(self.now_ms());
-        LiveGuard(self.clone())
+        guard
     }
-}
-
-/// `catch_unwind` for a future, so that a re-raised task panic is caught
-/// at the poll that raises it, before anything else is dropped.
-struct CatchUnwind<F>(Pin<Box<F>>);
-
-impl<F: Future> Future for CatchUnwind<F> {
-    type Output = Result<F::Output, Box<dyn Any + Send>>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let fut = self.0.as_mut();
-        match catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
-            Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
-            Err(p) => Poll::Ready(Err(p)),
-        }
-    }
-}
-
-fn catching<F: Future>(f: F) -> CatchUnwind<F> {
-    CatchUnwind(Box::pin(f))
-}
-
-fn payload_message(p: &(dyn Any + Send)) -> String {
-    p.downcast_ref::<String>()
-        .cloned()
-        .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-        .unwrap_or_default()
-}
-
-/// Keeps the intentional task panics out of the test output.
-fn quiet_panics() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let msg = info
-                .payload()
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| info.payload().downcast_ref::<&str>().copied())
-                .unwrap_or("");
-            if !msg.starts_with(PANIC_TAG) {
-                previous(info);
-            }
-        }));
-    });
 }
 
 /// What one run produced.
@@ -384,7 +329,7 @@ fn execute(rt: &tokio::runtime::Runtime, plan: &Plan, rec: &Arc<Recorder>) -> Ou
             match step.kind {
                 Kind::Ok(v) => Ok(v),
                 Kind::Err(c) => Err(c),
-                Kind::Panic => panic!("{}", panic_message(ctx.index())),
+                Kind::Panic => panic!("{}", task_panic_message(ctx.index())),
                 Kind::Hang => unreachable!("hung tasks never get here"),
             }
         }
@@ -400,10 +345,13 @@ fn execute(rt: &tokio::runtime::Runtime, plan: &Plan, rec: &Arc<Recorder>) -> Ou
     rt.block_on(async move {
         match plan.mode {
             Mode::Run => {
-                let res = catching(run.run(task)).await;
-                let live_at_end = rec.live.load(SeqCst);
+                let res = catch_unwind(run.run(task)).await;
+                let live_at_end = rec.live.now();
                 let (observed, panic) = match res {
-                    Err(p) => (Observed::Values(vec![]), Some(payload_message(&*p))),
+                    Err(p) => (
+                        Observed::Values(vec![]),
+                        Some(common::panic_message(&*p).unwrap_or_default().to_owned()),
+                    ),
                     Ok(Ok(values)) => (Observed::Values(values), None),
                     Ok(Err(e)) => {
                         let (cause, others, counts) = e.into_parts();
@@ -437,15 +385,15 @@ fn execute(rt: &tokio::runtime::Runtime, plan: &Plan, rec: &Arc<Recorder>) -> Ou
                 }
             }
             Mode::RunAll => {
-                let res = catching(run.run_all(task)).await;
-                let live_at_end = rec.live.load(SeqCst);
+                let res = catch_unwind(run.run_all(task)).await;
+                let live_at_end = rec.live.now();
                 match res {
                     Err(p) => Outcome {
                         observed: Observed::Report {
                             outcomes: vec![],
                             stopped_by: None,
                         },
-                        panic: Some(payload_message(&*p)),
+                        panic: Some(common::panic_message(&*p).unwrap_or_default().to_owned()),
                         live_at_end,
                     },
                     Ok(report) => {
@@ -481,19 +429,19 @@ fn execute(rt: &tokio::runtime::Runtime, plan: &Plan, rec: &Arc<Recorder>) -> Ou
                 let mut yields = Vec::new();
                 let mut panic = None;
                 loop {
-                    match catching(stream.next()).await {
+                    match catch_unwind(stream.next()).await {
                         Ok(Some((k, o))) => yields.push((k, seen(&o), rec.now_ms())),
                         Ok(None) => break,
                         Err(p) => {
-                            panic = Some(payload_message(&*p));
+                            panic = Some(common::panic_message(&*p).unwrap_or_default().to_owned());
                             break;
                         }
                     }
                 }
-                let live_at_end = rec.live.load(SeqCst);
+                let live_at_end = rec.live.now();
                 if panic.is_some() {
                     assert!(
-                        catching(stream.next()).await.is_ok_and(|o| o.is_none()),
+                        catch_unwind(stream.next()).await.is_ok_and(|o| o.is_none()),
                         "after re-raising a panic the stream ends"
                     );
                 }
@@ -508,7 +456,7 @@ fn execute(rt: &tokio::runtime::Runtime, plan: &Plan, rec: &Arc<Recorder>) -> Ou
 }
 
 fn check(plan: &Plan) -> Result<(), TestCaseError> {
-    quiet_panics();
+    quiet_intentional_panics();
     let n = plan.steps.len();
     let sim = simulate(plan);
     let stop = predicted_stop(plan, &sim);
@@ -518,21 +466,18 @@ fn check(plan: &Plan) -> Result<(), TestCaseError> {
         StopKind::Deadline => DEADLINE_MS,
     };
     let allowed: Vec<BTreeSet<Seen>> = (0..n).map(|i| allowed(plan, &sim, stop, i)).collect();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .expect("runtime");
+    let rt = paused_runtime();
     // Inside the runtime, so that its time 0 is the paused clock's.
     let rec = rt.block_on(async { Recorder::new(n) });
     let out = execute(&rt, plan, &rec);
 
-    // L1 and L2: nothing alive when the run returns; never more than `limit`.
+    // No orphans and bounded: nothing alive when the run returns; never more
+    // than `limit`.
     prop_assert_eq!(out.live_at_end, 0, "live task bodies when the run returned");
-    prop_assert!(rec.max_live.load(SeqCst) <= plan.limit);
+    prop_assert!(rec.live.max() <= plan.limit);
 
     // Every body started at most once, exactly when the model says, and none
-    // after the stop (L3).
+    // after the stop (fail-fast).
     let starts = rec.starts.lock().unwrap().clone();
     for (i, s) in starts.iter().enumerate() {
         prop_assert!(s.len() <= 1, "input {} started {} times", i, s.len());
@@ -549,11 +494,11 @@ fn check(plan: &Plan) -> Result<(), TestCaseError> {
         }
     }
 
-    // Panics (L4): which panics may be re-raised, and which must be.
+    // Panics: which panics may be re-raised, and which must be.
     let propagates = plan.policy == PanicPolicy::Propagate;
     let possible_panics: BTreeSet<String> = (0..n)
         .filter(|&i| plan.steps[i].kind == Kind::Panic && sim.finish[i] == stop_at)
-        .map(panic_message)
+        .map(task_panic_message)
         .collect();
     let panic_must = propagates
         && matches!(stop, StopKind::Failure(_))
@@ -846,12 +791,9 @@ fn mt_plan_strategy() -> impl Strategy<Value = (Vec<(Kind, u8)>, usize, usize, M
 fn check_multi_thread(
     (plan, limit, lanes, mode, policy): (Vec<(Kind, u8)>, usize, usize, Mode, PanicPolicy),
 ) -> Result<(), TestCaseError> {
-    quiet_panics();
+    quiet_intentional_panics();
     let n = plan.len();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .build()
-        .expect("runtime");
+    let rt = multi_thread_runtime(2);
     let rec = rt.block_on(async { Recorder::new(n) });
     let r = rec.clone();
     let task = move |ctx: TaskCtx<usize>, (kind, yields): (Kind, u8)| {
@@ -864,7 +806,7 @@ fn check_multi_thread(
             match kind {
                 Kind::Ok(v) => Ok(v),
                 Kind::Err(c) => Err(c),
-                _ => panic!("{}", panic_message(ctx.index())),
+                _ => panic!("{}", task_panic_message(ctx.index())),
             }
         }
     };
@@ -879,10 +821,13 @@ fn check_multi_thread(
     let (panic, live_at_end) = rt.block_on(async move {
         let plan = p2;
         let failing = |i: usize| !matches!(plan[i].0, Kind::Ok(_));
-        let live = || r2.live.load(SeqCst);
+        let live = || r2.live.now();
         match mode {
-            Mode::Run => match catching(run.run(task)).await {
-                Err(p) => (Some(payload_message(&*p)), live()),
+            Mode::Run => match catch_unwind(run.run(task)).await {
+                Err(p) => (
+                    Some(common::panic_message(&*p).unwrap_or_default().to_owned()),
+                    live(),
+                ),
                 Ok(Ok(values)) => {
                     let live = live();
                     assert!((0..n).all(|i| !failing(i)), "Ok despite a failure");
@@ -910,8 +855,11 @@ fn check_multi_thread(
                     (None, live)
                 }
             },
-            Mode::RunAll => match catching(run.run_all(task)).await {
-                Err(p) => (Some(payload_message(&*p)), live()),
+            Mode::RunAll => match catch_unwind(run.run_all(task)).await {
+                Err(p) => (
+                    Some(common::panic_message(&*p).unwrap_or_default().to_owned()),
+                    live(),
+                ),
                 Ok(report) => {
                     let live = live();
                     assert_eq!(report.len(), n);
@@ -941,7 +889,7 @@ fn check_multi_thread(
                 let mut yielded = Vec::new();
                 let mut panic = None;
                 loop {
-                    match catching(stream.next()).await {
+                    match catch_unwind(stream.next()).await {
                         Ok(Some((k, o))) => {
                             let o = seen(&o);
                             let mine = own(
@@ -953,7 +901,8 @@ fn check_multi_thread(
                             );
                             // A stop caused by a panic may overtake the panic
                             // in the channel across threads: see
-                            // `streams::under_propagate_no_outcome_caused_by_the_panic_is_yielded_before_it`.
+                            // `under_propagate_no_outcome_caused_by_the_panic_is_yielded_before_it`
+                            // in `panics.rs`.
                             let by_stop = propagates
                                 && any_panic
                                 && matches!(o, Seen::Cancelled | Seen::NotStarted);
@@ -962,7 +911,7 @@ fn check_multi_thread(
                         }
                         Ok(None) => break,
                         Err(p) => {
-                            panic = Some(payload_message(&*p));
+                            panic = Some(common::panic_message(&*p).unwrap_or_default().to_owned());
                             break;
                         }
                     }
@@ -980,7 +929,7 @@ fn check_multi_thread(
         }
     });
     prop_assert_eq!(live_at_end, 0);
-    prop_assert!(rec.max_live.load(SeqCst) <= limit);
+    prop_assert!(rec.live.max() <= limit);
     let starts = rec.starts.lock().unwrap();
     prop_assert!(starts.iter().all(|s| s.len() <= 1));
     let failing = |i: usize| !matches!(plan[i].0, Kind::Ok(_));

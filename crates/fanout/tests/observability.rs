@@ -1,10 +1,16 @@
-//! Observability (L8): run and task spans, their parents, fields and close
-//! order (L1), and `Progress` while a run goes and at its end.
+//! Observability: a `fanout.run` span per run, child of the span current
+//! where the run is called, and a `fanout.task` span per task with its index,
+//! key, attempt and outcome; task spans close before their run's span (part
+//! of no orphans); and `Progress` shows the run while it goes and at its end.
+//! A recording `tracing` layer captures every span, its fields and the order
+//! spans close in.
+
+mod common;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
+use common::ms;
 use fanout::{fan_out, fan_out_keyed, PanicPolicy, Progress, Retry};
 use tokio::time::sleep;
 use tracing::field::{Field, Visit};
@@ -12,10 +18,6 @@ use tracing::span::{Attributes, Id, Record};
 use tracing::Instrument;
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
 
 #[derive(Debug, Clone)]
 struct SpanRec {
