@@ -10,14 +10,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-
 use crate::input::Value;
+use crate::output::{forward_lines, tag_of, Spooled};
 use crate::spawn::{self, BaseEnv};
 
-/// What every job of a run shares.
+/// What every job of a run shares: its settings, the running jobs' process
+/// groups, and resources reused from job to job.
 #[derive(Debug)]
-pub(crate) struct Shared {
+pub(crate) struct JobEnv {
     /// The shell for commands that need one.
     pub(crate) shell: String,
     /// Per-attempt time limit.
@@ -50,7 +50,7 @@ pub(crate) struct Shared {
     pub(crate) max_spools: usize,
 }
 
-impl Shared {
+impl JobEnv {
     /// What every job shares; opens `/dev/null` and captures the
     /// environment.
     ///
@@ -64,8 +64,8 @@ impl Shared {
         tag: bool,
         mark: Option<String>,
         jobs: usize,
-    ) -> std::io::Result<Shared> {
-        Ok(Shared {
+    ) -> std::io::Result<JobEnv> {
+        Ok(JobEnv {
             shell,
             timeout,
             attempts,
@@ -136,14 +136,41 @@ pub(crate) struct JobSpec {
     pub(crate) argv: Option<Vec<String>>,
 }
 
-/// How a job ended.
+/// How a job ended: the job, and its last attempt.
 #[derive(Debug)]
 pub(crate) struct Finished {
     /// The job as started.
     pub(crate) spec: JobSpec,
-    /// When the last attempt started.
+    /// Its last attempt (only the last one's output is kept, as in GNU
+    /// parallel).
+    pub(crate) last: Attempt,
+}
+
+impl Finished {
+    /// Whether the job succeeded.
+    pub(crate) fn is_success(&self) -> bool {
+        self.last.is_success()
+    }
+}
+
+/// Runs a job to its end, retrying failed attempts.
+pub(crate) async fn run(spec: JobSpec, env: Arc<JobEnv>) -> Finished {
+    let mut attempt = 1;
+    loop {
+        let last = run_once(&spec, &env).await;
+        if last.is_success() || attempt >= env.attempts || env.stopping.load(Ordering::SeqCst) {
+            return Finished { spec, last };
+        }
+        attempt += 1;
+    }
+}
+
+/// How one attempt of a job ended.
+#[derive(Debug)]
+pub(crate) struct Attempt {
+    /// When it started.
     pub(crate) start: SystemTime,
-    /// How long the last attempt ran.
+    /// How long it ran.
     pub(crate) runtime: Duration,
     /// Exit status, or -1 when fanout killed it (timeout, halt, signal).
     pub(crate) exitval: i32,
@@ -154,24 +181,19 @@ pub(crate) struct Finished {
     /// Whether fanout killed it because the run was stopping; such a job
     /// did not complete and is not journaled, so a resume runs it again.
     pub(crate) aborted: bool,
-    /// The spooled stdout (grouped mode), read from the start.
-    pub(crate) stdout: Option<File>,
-    /// The spooled stderr (grouped mode).
-    pub(crate) stderr: Option<File>,
+    /// Its output (grouped mode; empty with `--line-buffer`).
+    pub(crate) output: Spooled,
     /// Bytes of stdout.
     pub(crate) received: u64,
-    /// With `-k`: this job's place in the bounded backlog of unprinted
-    /// jobs, given back when the job is printed (dropped).
-    pub(crate) backlog: Option<crate::output::BacklogTicket>,
 }
 
-impl Finished {
-    /// Whether the job succeeded.
+impl Attempt {
+    /// Whether the attempt succeeded.
     pub(crate) fn is_success(&self) -> bool {
         self.exitval == 0 && self.signal == 0
     }
 
-    /// The exit code this job stands for when it decides fanout's own:
+    /// The exit code this attempt stands for when it decides fanout's own:
     /// its exit status, or 128 + the signal that killed it.
     pub(crate) fn exit_code(&self) -> i32 {
         if self.exitval > 0 {
@@ -182,56 +204,15 @@ impl Finished {
             1
         }
     }
-}
 
-/// Runs a job to its end, retrying failed attempts.
-pub(crate) async fn run(spec: JobSpec, shared: Arc<Shared>) -> Finished {
-    let mut attempt = 1;
-    loop {
-        let outcome = run_once(&spec, &shared).await;
-        // Only the last attempt's output is kept, as in GNU parallel.
-        if outcome.is_success()
-            || attempt >= shared.attempts
-            || shared.stopping.load(Ordering::SeqCst)
-        {
-            return Finished {
-                spec,
-                start: outcome.start,
-                runtime: outcome.runtime,
-                exitval: outcome.exitval,
-                signal: outcome.signal,
-                timed_out: outcome.timed_out,
-                aborted: outcome.aborted,
-                stdout: outcome.stdout,
-                stderr: outcome.stderr,
-                received: outcome.received,
-                backlog: None,
-            };
-        }
-        attempt += 1;
-    }
-}
-
-/// One attempt's result.
-#[derive(Debug)]
-struct Outcome {
-    start: SystemTime,
-    runtime: Duration,
-    exitval: i32,
-    signal: i32,
-    timed_out: bool,
-    aborted: bool,
-    stdout: Option<File>,
-    stderr: Option<File>,
-    received: u64,
-}
-
-impl Outcome {
-    fn is_success(&self) -> bool {
-        self.exitval == 0 && self.signal == 0
+    /// The start time in seconds since the Unix epoch.
+    pub(crate) fn start_secs(&self) -> f64 {
+        self.start
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64())
     }
 
-    fn failed_to_start(start: SystemTime, exitval: i32, message: String) -> Outcome {
+    fn failed_to_start(start: SystemTime, exitval: i32, message: String) -> Attempt {
         // The message becomes the job's stderr, as a shell's would.
         let stderr = tempfile::tempfile().ok().and_then(|mut f| {
             f.write_all(message.as_bytes()).ok()?;
@@ -242,21 +223,23 @@ impl Outcome {
             // Line-buffered mode, or no temp file: say it directly.
             eprint!("{message}");
         }
-        Outcome {
+        Attempt {
             start,
             runtime: Duration::ZERO,
             exitval,
             signal: 0,
             timed_out: false,
             aborted: false,
-            stdout: None,
-            stderr,
+            output: Spooled {
+                stdout: None,
+                stderr,
+            },
             received: 0,
         }
     }
 }
 
-async fn run_once(spec: &JobSpec, shared: &Shared) -> Outcome {
+async fn run_once(spec: &JobSpec, shared: &JobEnv) -> Attempt {
     let start = SystemTime::now();
     let program = spec
         .argv
@@ -268,7 +251,7 @@ async fn run_once(spec: &JobSpec, shared: &Shared) -> Outcome {
             std::io::ErrorKind::PermissionDenied => (126, "permission denied".to_owned()),
             _ => (126, e.to_string()),
         };
-        Outcome::failed_to_start(start, code, format!("fanout: {program}: {what}\n"))
+        Attempt::failed_to_start(start, code, format!("fanout: {program}: {what}\n"))
     };
     let path = match shared.resolve(program) {
         Ok(path) => path,
@@ -304,7 +287,7 @@ async fn run_once(spec: &JobSpec, shared: &Shared) -> Outcome {
                 None
             }
             (Err(e), _) | (_, Err(e)) => {
-                return Outcome::failed_to_start(
+                return Attempt::failed_to_start(
                     start,
                     255,
                     format!("fanout: cannot create a pipe: {e}\n"),
@@ -315,7 +298,7 @@ async fn run_once(spec: &JobSpec, shared: &Shared) -> Outcome {
         match (shared.spool(), shared.spool()) {
             (Ok(out), Ok(err)) => Some((out, err)),
             (Err(e), _) | (_, Err(e)) => {
-                return Outcome::failed_to_start(
+                return Attempt::failed_to_start(
                     start,
                     255,
                     format!("fanout: cannot create a temporary file: {e}\n"),
@@ -396,7 +379,7 @@ async fn run_once(spec: &JobSpec, shared: &Shared) -> Outcome {
             received += handle.await.unwrap_or(0);
         }
     }
-    let (stdout, stderr) = match spool {
+    let output = match spool {
         Some((mut out, mut err)) => {
             received = out.metadata().map_or(0, |m| m.len());
             let err_len = err.metadata().map_or(1, |m| m.len());
@@ -423,9 +406,12 @@ async fn run_once(spec: &JobSpec, shared: &Shared) -> Outcome {
                 }
                 None
             };
-            (out, err)
+            Spooled {
+                stdout: out,
+                stderr: err,
+            }
         }
-        None => (None, None),
+        None => Spooled::default(),
     };
     let (exitval, signal) = match status {
         Ok(status) => {
@@ -438,15 +424,14 @@ async fn run_once(spec: &JobSpec, shared: &Shared) -> Outcome {
         }
         Err(_) => (-1, 0),
     };
-    Outcome {
+    Attempt {
         start,
         runtime,
         exitval,
         signal,
         timed_out,
         aborted: aborted && (exitval != 0 || signal != 0),
-        stdout,
-        stderr,
+        output,
         received,
     }
 }
@@ -491,51 +476,6 @@ pub(crate) fn signal_group(pgid: i32, signal: i32) {
         // has no memory-safety preconditions.
         unsafe {
             libc::kill(-pgid, signal);
-        }
-    }
-}
-
-/// GNU parallel's tag: the inputs separated by spaces, then a TAB.
-pub(crate) fn tag_of(inputs: &[Value]) -> Arc<str> {
-    let mut tag = inputs.iter().map(|v| &**v).collect::<Vec<_>>().join(" ");
-    tag.push('\t');
-    Arc::from(tag)
-}
-
-/// `--line-buffer`: copies complete lines to fanout's stdout or stderr as
-/// they arrive, each with one write, so lines never mix. Returns the bytes
-/// read.
-async fn forward_lines(
-    stream: impl AsyncRead + Unpin,
-    to_stderr: bool,
-    tag: Option<Arc<str>>,
-) -> u64 {
-    let mut reader = BufReader::new(stream);
-    let mut line = Vec::new();
-    let mut total = 0;
-    loop {
-        line.clear();
-        match reader.read_until(b'\n', &mut line).await {
-            Ok(0) | Err(_) => return total,
-            Ok(n) => total += n as u64,
-        }
-        let mut out = Vec::with_capacity(line.len() + tag.as_deref().map_or(0, str::len));
-        if let Some(tag) = &tag {
-            out.extend_from_slice(tag.as_bytes());
-        }
-        out.extend_from_slice(&line);
-        let result = if to_stderr {
-            std::io::stderr().lock().write_all(&out)
-        } else {
-            std::io::stdout()
-                .lock()
-                .write_all(&out)
-                .and_then(|()| std::io::stdout().lock().flush())
-        };
-        if let Err(e) = result {
-            if e.kind() == std::io::ErrorKind::BrokenPipe {
-                crate::output::broken_pipe();
-            }
         }
     }
 }

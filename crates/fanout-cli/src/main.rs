@@ -1,9 +1,11 @@
 //! The `fanout` command: run a command for each input, in parallel, with
 //! GNU parallel's conventions and a journal that survives `kill -9`.
 //!
-//! `flags` turns argv into a validated [`flags::Config`]; `run` executes it.
-//! See `docs/CLI.md` for the user guide and the differences from GNU
-//! parallel.
+//! Four stages: `flags` parses argv into validated [`flags::HiArgs`];
+//! [`plan::Plan::prepare`] opens the journal and everything else a run
+//! needs, starting nothing; [`plan::Plan::run`] runs the jobs; the
+//! [`run::Ending`] it returns gives the exit code. See `docs/CLI.md` for
+//! the user guide and the differences from GNU parallel.
 
 mod flags;
 mod input;
@@ -11,41 +13,73 @@ mod job;
 mod joblog;
 mod leftovers;
 mod output;
+mod plan;
 mod quote;
 mod results;
 mod run;
 mod spawn;
+mod starter;
 mod template;
 
+use std::io::Write;
 use std::process::ExitCode;
 
-use flags::{Config, Parsed};
+use anyhow::Context;
+use flags::{HiArgs, Parsed};
+use plan::Plan;
 
 fn main() -> ExitCode {
-    let code = match Config::parse(std::env::args_os().skip(1).collect()) {
+    let code = match HiArgs::parse(std::env::args_os().skip(1).collect()) {
         Ok(Parsed::Print(text)) => {
             print!("{text}");
             0
         }
-        Ok(Parsed::Run(config)) => match tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
-            // One thread: job futures and the run loop never run at the same
-            // time, which the process-group bookkeeping relies on.
-            Ok(runtime) => match runtime.block_on(run::run(*config)) {
-                Ok(code) => code,
-                Err(e) => error(&e),
-            },
-            Err(e) => error(&anyhow::Error::new(e).context("cannot start the runtime")),
-        },
-        Err(e) => error(&e),
+        Ok(Parsed::Run(args)) if args.dry_run => dry_run(&args).unwrap_or_else(|e| report(&e)),
+        Ok(Parsed::Run(args)) => run(*args),
+        Err(e) => report(&e),
     };
     ExitCode::from(code.clamp(0, 255) as u8)
 }
 
+/// Plans the run, runs it, and returns its exit code.
+fn run(args: HiArgs) -> i32 {
+    // One thread: job futures and the run loop never run at the same time,
+    // which the process-group bookkeeping relies on.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => return report(&anyhow::Error::new(e).context("cannot start the runtime")),
+    };
+    runtime.block_on(async {
+        match Plan::prepare(args) {
+            Ok(plan) => plan.run().await.exit_code(),
+            Err(e) => report(&e),
+        }
+    })
+}
+
+/// `--dry-run`: the commands, one per line; nothing runs or is journaled.
+fn dry_run(args: &HiArgs) -> anyhow::Result<i32> {
+    let mut out = std::io::stdout().lock();
+    for (i, inputs) in args.inputs.jobs().enumerate() {
+        let seq = i as u64 + 1;
+        let slot = i % args.jobs + 1;
+        let values: Vec<&str> = inputs.iter().map(|v| &**v).collect();
+        let line = args.template.render_shell(&values, seq, slot);
+        if let Err(e) = writeln!(out, "{line}") {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                return Ok(0);
+            }
+            return Err(e).context("cannot write to stdout");
+        }
+    }
+    Ok(0)
+}
+
 /// Reports a tool error the way GNU parallel does: one message, exit 255.
-fn error(e: &anyhow::Error) -> i32 {
+fn report(e: &anyhow::Error) -> i32 {
     eprintln!("fanout: {e:#}");
     run::TOOL_ERROR
 }

@@ -8,7 +8,6 @@ use anyhow::Context;
 use serde::Serialize;
 
 use crate::job::Finished;
-use crate::output::read_spool;
 
 /// One line of the results file.
 #[derive(Debug, Serialize)]
@@ -54,22 +53,19 @@ impl Results {
     /// # Errors
     /// The write fails.
     pub(crate) fn write(&mut self, job: &mut Finished) -> anyhow::Result<()> {
-        let stdout = String::from_utf8_lossy(&read_spool(&mut job.stdout)).into_owned();
-        let stderr = String::from_utf8_lossy(&read_spool(&mut job.stderr)).into_owned();
+        let (stdout, stderr) = job.last.output.read_both();
+        let last = &job.last;
         let line = Line {
             seq: job.spec.seq,
             input: job.spec.inputs.iter().map(|v| &**v).collect(),
             command: &job.spec.command,
-            exit_code: job.exitval,
-            signal: job.signal,
-            timed_out: job.timed_out,
-            start: job
-                .start
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0.0, |d| d.as_secs_f64()),
-            runtime: job.runtime.as_secs_f64(),
-            stdout,
-            stderr,
+            exit_code: last.exitval,
+            signal: last.signal,
+            timed_out: last.timed_out,
+            start: last.start_secs(),
+            runtime: last.runtime.as_secs_f64(),
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
         };
         let mut text = serde_json::to_string(&line).context("cannot encode a result")?;
         text.push('\n');

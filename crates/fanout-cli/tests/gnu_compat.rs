@@ -267,3 +267,23 @@ fn no_input_means_no_job_and_exit_zero_like_gnu_parallel() {
 fn a_missing_program_counts_as_one_failed_job_like_gnu_parallel() {
     same_as_gnu(&["no-such-program-fanout-test", ":::", "a"], b"", false);
 }
+
+#[test]
+fn halt_percentages_count_all_the_jobs_like_gnu_parallel() {
+    // Ten jobs, one at a time so that the order is fixed: which job trips
+    // the threshold, and the exit code, must be GNU parallel's.
+    let codes = ["0", "1", "0", "1", "1", "0", "0", "1", "0", "0"];
+    for spec in [
+        "now,done=50%",
+        "now,fail=30%",
+        "soon,fail=20%",
+        "now,success=40%",
+        "now,fail=10%",
+        "soon,done=100%",
+        "20%",
+    ] {
+        let mut args = vec!["-j1", "-k", "--halt", spec, "echo {}; exit {}", ":::"];
+        args.extend(codes);
+        same_as_gnu(&args, b"", false);
+    }
+}

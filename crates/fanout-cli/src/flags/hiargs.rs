@@ -23,10 +23,10 @@ pub(crate) enum Resume {
     Failed,
 }
 
-/// Everything a run needs, checked: a `Config` never starts a job that a
+/// Everything a run needs, checked: a `HiArgs` never starts a job that a
 /// later check would have refused.
 #[derive(Debug)]
-pub(crate) struct Config {
+pub(crate) struct HiArgs {
     /// How many jobs run at once (at least 1).
     pub(crate) jobs: usize,
     /// Print output in input order.
@@ -65,12 +65,12 @@ pub(crate) struct Config {
 #[derive(Debug)]
 pub(crate) enum Parsed {
     /// Run with this configuration.
-    Run(Box<Config>),
+    Run(Box<HiArgs>),
     /// Print this (help or version) and exit 0.
     Print(String),
 }
 
-impl Config {
+impl HiArgs {
     /// Parses and validates `argv` (without the program name), reading the
     /// input sources.
     ///
@@ -95,10 +95,10 @@ impl Config {
                     }
                 },
             };
-        Config::from_low(low, sources).map(|c| Parsed::Run(Box::new(c)))
+        HiArgs::from_low(low, sources).map(|c| Parsed::Run(Box::new(c)))
     }
 
-    fn from_low(low: LowArgs, sources: Vec<RawSource>) -> anyhow::Result<Config> {
+    fn from_low(low: LowArgs, sources: Vec<RawSource>) -> anyhow::Result<HiArgs> {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let jobs = match &low.jobs {
             Some(spec) => parse_jobs(spec, cpus)?,
@@ -174,7 +174,7 @@ impl Config {
         let inputs = Inputs::load(&decls, delimiter)?;
         let template = Template::parse(&low.command, inputs.source_count())?;
 
-        Ok(Config {
+        Ok(HiArgs {
             jobs,
             keep_order: low.keep_order,
             line_buffer: low.line_buffer,
@@ -247,8 +247,8 @@ fn parse_delimiter(spec: &str) -> anyhow::Result<u8> {
 mod tests {
     use super::*;
 
-    fn parse(args: &[&str]) -> anyhow::Result<Config> {
-        match Config::parse(args.iter().map(OsString::from).collect())? {
+    fn parse(args: &[&str]) -> anyhow::Result<HiArgs> {
+        match HiArgs::parse(args.iter().map(OsString::from).collect())? {
             Parsed::Run(config) => Ok(*config),
             Parsed::Print(text) => bail!("printed {text}"),
         }

@@ -1,9 +1,10 @@
-//! Turning raw arguments into a validated [`Config`]: clap parses the
+//! Turning raw arguments into a validated [`HiArgs`]: clap parses the
 //! options ([`lowargs`]), then [`hiargs`] checks values and reads inputs.
+//! The `--halt` policy, parsed here, also decides when a run halts.
 
 mod halt;
 mod hiargs;
 mod lowargs;
 
-pub(crate) use halt::{HaltOn, HaltWhen};
-pub(crate) use hiargs::{Config, Parsed, Resume};
+pub(crate) use halt::{Halt, HaltWhen, Halting, Tally};
+pub(crate) use hiargs::{HiArgs, Parsed, Resume};
