@@ -13,8 +13,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::config::{PanicPolicy, DEFAULT_LIMIT};
-use crate::error::{Cause, Error, Failure, Outcome, Panic, TaskError};
-use crate::report::Counts;
+use crate::counts::Counts;
+use crate::error::{Cause, Error, Failure};
+use crate::panic::Panic;
+use crate::task_error::{Outcome, TaskError};
 
 /// A group of tasks of any shape, spawned one by one: the lower-level
 /// sibling of [`fan_out`](crate::fan_out) for when the tasks are not one

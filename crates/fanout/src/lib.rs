@@ -61,48 +61,46 @@
 //!
 //! # Guarantees
 //!
-//! Each is tested in `crates/fanout/tests/`: L1 in `cancellation.rs` (and
-//! span order in `tracing.rs`), L2 in `limits.rs`, L3 in `fail_fast.rs` and
-//! the cancellation grid of `cancellation.rs`, L4 in `panics.rs`, L5 in
-//! `fail_fast.rs`, `keyed.rs` and the sequential-model property test
-//! `model.rs`, L6 in `time.rs`, L7 in `streams.rs`, L8 in `tracing.rs`;
-//! blocking runs in `blocking.rs`, [`Group`] in `group.rs`.
+//! Each is proved by the test file of the same name in `crates/fanout/tests/`
+//! (`no_orphans.rs`, `bounded.rs`, `fail_fast.rs`, `panics.rs`,
+//! `integrity.rs`, `time.rs`, `streams.rs`, `observability.rs`); blocking
+//! runs by `blocking.rs`, [`Group`] by `group.rs`.
 //!
-//! - **No orphans** (L1). When a run returns, by any path (success, error,
+//! - **No orphans.** When a run returns, by any path (success, error,
 //!   re-raised panic), every task it started has finished or been dropped.
 //!   Dropping the run's future, or a [`TaskStream`], cancels the run's token
 //!   and aborts every task. Task spans close before the run's span.
-//! - **Bounded** (L2). At most `limit` task bodies are alive at any moment,
+//! - **Bounded.** At most `limit` task bodies are alive at any moment,
 //!   retries and timeouts included. Inputs are pulled one at a time, only
 //!   when a slot is free, so a streamed run holds O(limit) memory. A limit of
 //!   zero panics when the run is built.
-//! - **Fail-fast** (L3). In [`run`](FanOut::run), after the first genuine
-//!   failure (an `Err`, a panic, a timeout) is observed, no new task body
-//!   starts; the remaining inputs are counted as not started (those never
-//!   pulled when the iterator knows how many are left: fail-fast never drains
-//!   an iterator, so endless ones are fine); running tasks
-//!   see their [`TaskCtx::token`] cancelled and, after the grace period, are
-//!   aborted. The [`Error`] names the root cause with its task's index or
-//!   key, lists the other failures, and counts every outcome. Tasks
+//! - **Fail-fast.** In [`run`](FanOut::run), after the first failure (an
+//!   `Err`, a panic, a timeout: [`TaskError::is_failure`]) is observed, no
+//!   new task body starts; the remaining inputs are counted as not started
+//!   (those never pulled when the iterator knows how many are left:
+//!   fail-fast never drains an iterator, so endless ones are fine); running
+//!   tasks see their [`TaskCtx::token`] cancelled and, after the grace
+//!   period, are aborted. The [`Error`] names the root cause with its task's
+//!   index or key, lists the other failures, and counts every outcome. Tasks
 //!   that were merely cancelled never pose as the cause.
-//! - **Panics** (L4). A panicking task is a failure like any other and stops
-//!   the run at once. By default ([`PanicPolicy::Propagate`]) its original
+//! - **Panics.** A panicking task is a failure like any other and stops the
+//!   run at once. By default ([`PanicPolicy::Propagate`]) its original
 //!   payload is re-raised in the caller after the drain; with
 //!   [`PanicPolicy::AsError`] it becomes [`TaskError::Panicked`], naming the
 //!   task. A panic in a task's destructor while it is aborted is caught and
 //!   reported the same way. A panic is never swallowed.
-//! - **Integrity** (L5). `out[i]` belongs to input `i`; keyed runs give one
+//! - **Integrity.** `out[i]` belongs to input `i`; keyed runs give one
 //!   result per input with its key; a [`Report`] has exactly one outcome per
 //!   input, in input order.
-//! - **Time** (L6). The per-task timeout counts from the moment the attempt
+//! - **Time.** The per-task timeout counts from the moment the attempt
 //!   starts (not while it waits for a slot); the deadline bounds the whole
 //!   run; the external token stops it. Retries back off, stop as soon as the
 //!   run is cancelled, and never exceed the limit.
-//! - **Streams** (L7). [`TaskStream`] yields outcomes as they complete, or in
-//!   input order through a reorder window of `limit`; pulling the next one is
+//! - **Streams.** [`TaskStream`] yields outcomes as they complete, or in
+//!   input order through a bounded reorder window; pulling the next one is
 //!   cancel safe.
-//! - **Observability** (L8). A `fanout.run` span per run, child of the
-//!   caller's current span, and a `fanout.task` span per task (`task.index`,
+//! - **Observability.** A `fanout.run` span per run, child of the caller's
+//!   current span, and a `fanout.task` span per task (`task.index`,
 //!   `task.key` for keyed input, `task.attempt`, `task.outcome`), exportable
 //!   to OpenTelemetry through `tracing-opentelemetry` (see
 //!   `examples/otel.rs`). [`Progress`] shows started, in flight, succeeded,
@@ -113,30 +111,19 @@
 //! A run does not spawn a tokio task per input. It spawns one *lane* per
 //! runtime worker thread (at most `limit`); each lane pulls inputs from the
 //! shared iterator while it has free slots (its share of the limit) and
-//! polls its task futures itself. Starting a task therefore costs one
+//! polls its task futures itself. Starting a task therefore costs no
 //! allocation and no cross-thread wake-up, and the work still spreads over
 //! every worker. The trade-off: tasks of one lane share a thread, so a task
-//! that blocks its thread (CPU work, blocking I/O) stalls its lane-mates —
-//! give such work to a blocking pool.
+//! that blocks its thread (CPU work, blocking I/O) stalls its lane-mates;
+//! give such work to [`TaskCtx::spawn_blocking`] or a blocking run.
 //!
-//! Measured on the project's 2-core machine (`docs/BENCHMARKS.md`,
-//! `cargo run --release -p fanout-bench --bin ratios`, one run, interleaved,
-//! quiet machine), for trivial tasks with results in input order and limit
-//! 64:
-//!
-//! | N | fanout `run` | tokio `JoinSet` + `Semaphore` | `buffered(64)` (one task, not parallel) | fanout / `JoinSet` |
-//! |---|---|---|---|---|
-//! | 10⁴ | 51 ns/task | 978 ns/task | 104 ns/task | 0.052× |
-//! | 10⁵ | 53 ns/task | 998 ns/task | 103 ns/task | 0.053× |
-//! | 10⁶ | 60 ns/task | 970 ns/task | 103 ns/task | 0.062× |
-//!
-//! On 20 µs CPU-bound tasks a run is 1.98× faster than a loop on 2 cores.
-//!
-//! With no tracing subscriber, or one whose filter disables INFO spans, the
-//! spans cost nothing measurable; with `tracing_subscriber::registry()`
-//! recording every span, a task costs about 260–320 ns (0.22–0.26× the same
-//! hand-rolled code with a span per task). A blocking run costs one stop-flag
-//! check and a lock per chunk of up to 64 inputs per closure.
+//! A trivial task costs a few tens of nanoseconds in [`run`](FanOut::run),
+//! about a twentieth of what tokio `JoinSet` + `Semaphore` cost; a
+//! [`TaskStream`] costs a little more, since outcomes cross to the
+//! consumer's task; spans cost nothing measurable without a subscriber that
+//! records them. The figures, side by side with the alternatives, and the
+//! commands that measure them, are in the repository's
+//! `docs/BENCHMARKS.md`.
 //!
 //! # Runtime requirements
 //!
@@ -153,32 +140,38 @@
 //!
 //! # Minimum supported Rust version
 //!
-//! Rust 1.80.
+//! Rust 1.81 (the `rust-version` of the crate's manifest).
 
 mod blocking;
 mod config;
+mod counts;
 mod ctx;
 mod engine;
 mod error;
 mod fan_out;
 mod group;
+mod panic;
 mod progress;
 mod report;
 mod retry;
 mod source;
 mod stream;
+mod task_error;
 
 pub use blocking::BlockingCtx;
 pub use config::{PanicPolicy, DEFAULT_LIMIT};
+pub use counts::Counts;
 pub use ctx::TaskCtx;
-pub use error::{Cause, Error, Failure, Outcome, Panic, TaskError};
+pub use error::{Cause, Error, Failure};
 pub use fan_out::{fan_out, fan_out_keyed, FanOut};
 pub use group::{Group, Stopped, TrySpawnError};
+pub use panic::Panic;
 pub use progress::{Progress, Snapshot};
-pub use report::{Counts, Report};
+pub use report::Report;
 pub use retry::{NoRetry, Retry, RetryAll, RetryPolicy, RetryPredicate};
 pub use source::{Indexed, Input, Keyed};
 pub use stream::{Order, TaskStream};
+pub use task_error::{Outcome, TaskError};
 /// The cancellation token type of [`FanOut::cancel_on`] and
 /// [`TaskCtx::token`], re-exported from `tokio-util`.
 pub use tokio_util::sync::CancellationToken;

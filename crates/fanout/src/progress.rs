@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
-use crate::error::{Outcome, TaskError};
+use crate::task_error::{Outcome, TaskError};
 
 /// A live view of a run's progress, shared between the run and any number of
 /// watchers (a progress bar, a metrics exporter).

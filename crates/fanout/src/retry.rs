@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::error::TaskError;
+use crate::task_error::TaskError;
 
 /// No retries: each task runs once. The default.
 #[derive(Debug, Clone, Copy, Default)]

@@ -94,7 +94,7 @@ where
     }
 
     fn results<T>(ok: Vec<(usize, usize, T)>) -> Vec<T> {
-        crate::engine::finish::in_input_order(ok.len(), ok.into_iter().map(|(i, _, v)| (i, v)))
+        in_input_order(ok.len(), ok.into_iter().map(|(i, _, v)| (i, v)))
     }
 }
 
@@ -130,7 +130,7 @@ where
     }
 
     fn results<T>(ok: Vec<(usize, K, T)>) -> Vec<(K, T)> {
-        crate::engine::finish::in_input_order(ok.len(), ok.into_iter().map(|(i, k, v)| (i, (k, v))))
+        in_input_order(ok.len(), ok.into_iter().map(|(i, k, v)| (i, (k, v))))
     }
 }
 
@@ -146,4 +146,17 @@ where
     S::Key: 'static,
     S::Item: 'static,
 {
+}
+
+/// Places `n` entries, one per index in `0..n`, by index: O(n), no sort.
+pub(crate) fn in_input_order<X>(n: usize, entries: impl Iterator<Item = (usize, X)>) -> Vec<X> {
+    let mut slots: Vec<Option<X>> = Vec::with_capacity(n);
+    slots.resize_with(n, || None);
+    for (i, x) in entries {
+        slots[i] = Some(x);
+    }
+    slots
+        .into_iter()
+        .map(|s| s.expect("fanout: every input has exactly one outcome"))
+        .collect()
 }

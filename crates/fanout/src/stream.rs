@@ -16,10 +16,11 @@ use tracing::Span;
 use crate::config::{Config, PanicPolicy};
 use crate::ctx::{BlockingTracker, TaskCtx};
 use crate::engine::{self, Collector, Done, Env, LaneSlots, Reason, RunState};
-use crate::error::{Outcome, Panic, TaskError};
+use crate::panic::Panic;
 use crate::progress::Progress;
 use crate::retry::RetryPolicy;
 use crate::source::SendInput;
+use crate::task_error::{Outcome, TaskError};
 
 /// The order in which a [`TaskStream`] yields outcomes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

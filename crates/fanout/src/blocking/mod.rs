@@ -26,9 +26,10 @@ pub use ctx::BlockingCtx;
 
 use crate::config::{Config, PanicPolicy};
 use crate::engine::{Collected, Collector, Delivery, Done, Reason, RunState};
-use crate::error::{Outcome, Panic, TaskError};
+use crate::panic::Panic;
 use crate::retry::RetryPolicy;
 use crate::source::Input;
+use crate::task_error::{Outcome, TaskError};
 
 /// The most inputs a thread pulls at once.
 const MAX_CHUNK: usize = 64;

@@ -4,12 +4,12 @@ use std::ops::ControlFlow;
 
 use super::BlockingCtx;
 use crate::engine::finish;
-use crate::error::Cause;
-use crate::error::{Error, Outcome};
+use crate::error::{Cause, Error};
 use crate::fan_out::FanOut;
 use crate::report::Report;
 use crate::retry::RetryPolicy;
 use crate::source::Input;
+use crate::task_error::Outcome;
 
 impl<S, R> FanOut<S, R>
 where

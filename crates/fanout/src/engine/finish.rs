@@ -5,10 +5,12 @@ use tracing::Span;
 
 use super::{drain_rest, Collected, Reason, RunState};
 use crate::config::PanicPolicy;
-use crate::error::{Cause, Error, TaskError};
+use crate::counts::Counts;
+use crate::error::{Cause, Error};
 use crate::progress::Progress;
-use crate::report::{Counts, Report};
-use crate::source::Input;
+use crate::report::Report;
+use crate::source::{in_input_order, Input};
+use crate::task_error::TaskError;
 
 /// The fail-fast result: every success (unordered, with its index) if no
 /// task failed and nothing stopped the run; otherwise the error. Re-raises
@@ -124,17 +126,4 @@ fn reraise_first_panic<K, T, E>(
             p.resume();
         }
     }
-}
-
-/// Places `n` entries, one per index in `0..n`, by index: O(n), no sort.
-pub(crate) fn in_input_order<X>(n: usize, entries: impl Iterator<Item = (usize, X)>) -> Vec<X> {
-    let mut slots: Vec<Option<X>> = Vec::with_capacity(n);
-    slots.resize_with(n, || None);
-    for (i, x) in entries {
-        slots[i] = Some(x);
-    }
-    slots
-        .into_iter()
-        .map(|s| s.expect("fanout: every input has exactly one outcome"))
-        .collect()
 }

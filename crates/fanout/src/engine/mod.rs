@@ -31,9 +31,10 @@ pub(crate) use task::Done;
 
 use crate::config::{Config, PanicPolicy};
 use crate::ctx::BlockingTracker;
-use crate::error::{Cause, Failure, TaskError};
+use crate::error::{Cause, Failure};
 use crate::progress::Progress;
 use crate::source::SendInput;
+use crate::task_error::TaskError;
 
 /// Why a run stopped; the first writer wins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -373,7 +374,7 @@ impl<K, T, E> Collected<K, T, E> {
     }
 
     /// Removes the first panic observed (for `PanicPolicy::Propagate`).
-    pub(crate) fn take_first_panic(&mut self) -> Option<crate::error::Panic> {
+    pub(crate) fn take_first_panic(&mut self) -> Option<crate::panic::Panic> {
         let pos = self
             .failures
             .iter()

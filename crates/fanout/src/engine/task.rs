@@ -13,9 +13,10 @@ use tracing::Span;
 
 use super::Env;
 use crate::ctx::{CtxShared, TaskCtx};
-use crate::error::{Outcome, Panic, TaskError};
+use crate::panic::Panic;
 use crate::progress::Progress;
 use crate::retry::RetryPolicy;
+use crate::task_error::{Outcome, TaskError};
 
 /// A finished task: its index, key and outcome.
 pub(crate) type Done<K, T, E> = (usize, K, Outcome<T, E>);
