@@ -1,5 +1,5 @@
-//! Shared code of fanout's benchmarks: the trivial task of the peer-speed
-//! research (`shared/research/library-peer-speed.md`), the patterns a user
+//! Shared code of fanout's benchmarks: a trivial task (one `splitmix64`
+//! round behind `black_box`, so that the engine's cost dominates), the patterns a user
 //! would otherwise write, the runtime the caller runs on, and the tracing
 //! subscribers fanout is measured under.
 //!
@@ -10,7 +10,7 @@
 //!   (`cargo run --release -p fanout-bench --bin ratios`). This is what
 //!   `docs/BENCHMARKS.md` quotes.
 //!
-//! As in the research, every variant must return the results in input
+//! Every variant must return the results in input
 //! order (unordered patterns carry the index and write `out[i]`), and the
 //! caller runs inside a `tokio::spawn`ed task on a multi-thread runtime with
 //! [`WORKERS`] worker threads.
@@ -34,8 +34,8 @@ use tracing_subscriber::Layer;
 /// The concurrency limit every bounded variant uses.
 pub const LIMIT: usize = 64;
 
-/// Worker threads of the benchmark runtime (the research's default on its
-/// 2-vCPU machine).
+/// Worker threads of the benchmark runtime: one per core of the project's
+/// 2-core machine.
 pub const WORKERS: usize = 2;
 
 /// The error type of the trivial task; never produced.
@@ -52,7 +52,7 @@ pub fn splitmix64(x: u64) -> u64 {
 }
 
 /// The trivial task: `splitmix64(i)` behind `#[inline(never)]` and
-/// `black_box`, as a fallible call, as in the research.
+/// `black_box`, as a fallible call.
 #[inline(never)]
 pub fn task(i: u64) -> Result<u64, TaskErr> {
     Ok(black_box(splitmix64(black_box(i))))

@@ -1,7 +1,7 @@
 //! A map of tasks, run with [`fanout::fan_out_keyed`]: results and errors keep
 //! the map's keys.
 //!
-//! The seed's first idiom is "build the tasks first (into a map or slice)";
+//! Go's fan-out idiom starts by building the tasks (into a map or slice);
 //! its fan-in then collects results in completion order and loses the keys.
 //! Here a `BTreeMap` of page names to URLs is "fetched" (simulated):
 //!
@@ -142,7 +142,7 @@ async fn main() {
     assert_eq!(report.counts().succeeded, 5);
 
     // `into_result` turns the report into the fail-fast shape: the cause is
-    // the genuine failure with the lowest index, keyed.
+    // the failure with the lowest index, keyed.
     let err = report.into_result().expect_err("three links failed");
     println!(
         "  as an error: cause {:?}, {} other failure(s)",

@@ -1,4 +1,4 @@
-//! Exports a run's spans through OpenTelemetry, as the seed does with
+//! Exports a run's spans through OpenTelemetry, as Go code does with
 //! `otel.Tracer("").Start(ctx, ...)` around every task.
 //!
 //! fanout only speaks `tracing`: a `fanout.run` span per run, child of the

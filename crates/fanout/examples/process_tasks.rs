@@ -1,9 +1,11 @@
-//! The seed's `ProcessTasksInParallel` (`shared/seed/fan-in-fan-out.md`),
-//! written with fanout.
+//! Go's fan-out/fan-in idiom, `ProcessTasksInParallel`, written with fanout.
 //!
-//! The Go version fans tasks out well enough (a goroutine and a span per task,
-//! a context cancelled on return), but its fan-in half is broken. Each part
-//! below says which of its bugs fanout removes:
+//! The Go idiom builds every task first (a slice or a map), starts one
+//! goroutine per task with a context cancelled on the first error, wraps each
+//! task in a trace span, sends results and errors over buffered channels, and
+//! collects them in a loop that returns early on the first error. It fans out
+//! well enough, but its fan-in half is broken. Each part below says which of
+//! its bugs fanout removes:
 //!
 //! - **orphans**: after the early `return nil, err` the other goroutines keep
 //!   running, and their spans end after the parent's;
@@ -26,7 +28,7 @@ use fanout::{CancellationToken, Cause, TaskCtx};
 use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::prelude::*;
 
-/// One unit of work: what the seed's `Task` stands for.
+/// One unit of work: the Go version's `Task`.
 #[derive(Debug, Clone)]
 struct Task {
     id: u32,
@@ -36,7 +38,7 @@ struct Task {
     fails: bool,
 }
 
-/// What one task produces: the seed's `MyResult`.
+/// What one task produces: the Go version's `MyResult`.
 #[derive(Debug)]
 struct MyResult {
     task_id: u32,
@@ -65,7 +67,7 @@ impl std::error::Error for MyError {}
 
 /// The number of task bodies alive right now: counted up when
 /// `process_one_task` starts, down when its future is dropped, whether it
-/// finished or was aborted. The seed has no way to know this number.
+/// finished or was aborted. The Go version has no way to know this number.
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 /// The most task bodies alive at once.
 static PEAK: AtomicUsize = AtomicUsize::new(0);
@@ -88,16 +90,17 @@ impl Drop for LiveGuard {
 
 /// At most this many tasks run at once.
 ///
-/// Bug fixed, **unbounded**: the seed starts one goroutine per task. fanout
+/// Bug fixed, **unbounded**: the Go version starts one goroutine per task. fanout
 /// never has more than `limit` task bodies alive (default
 /// [`fanout::DEFAULT_LIMIT`]), and pulls the next task only when a slot frees.
 const LIMIT: usize = 4;
 
-/// The seed's `ProcessTasksInParallel(ctx, tasks) -> ([]MyResult, error)`.
+/// Go's `ProcessTasksInParallel(ctx, tasks) -> ([]MyResult, error)`.
 ///
 /// The whole fan-out *and* fan-in is one call. `token` plays the part of the
-/// seed's `ctx`: cancelling it stops the run (the run watches a child token,
-/// the seed's `parallelCtx`, and cancels that one itself on the first error).
+/// Go version's `ctx`: cancelling it stops the run (the run watches a child
+/// token, Go's `parallelCtx`, and cancels that one itself on the first
+/// error).
 async fn process_tasks_in_parallel(
     token: &CancellationToken,
     tasks: Vec<Task>,
@@ -118,7 +121,7 @@ async fn process_tasks_in_parallel(
         // default), and then `run` returns. No `WaitGroup`, no `defer`.
         // Each task runs inside a `fanout.task` span (index, attempt,
         // outcome), child of this run's `fanout.run` span, and closed before
-        // it: the seed's `otel.Tracer("").Start(ctx, ...)` per task, done for
+        // it: the Go version's `otel.Tracer("").Start(ctx, ...)` per task, done for
         // us.
         .run(process_one_task)
         .await
@@ -126,12 +129,12 @@ async fn process_tasks_in_parallel(
     // order they finished in.
     //
     // Bug fixed, **lost errors**: `Err(e)` carries the root cause (the first
-    // genuine failure, with its task's index), every other genuine failure,
+    // failure, with its task's index), every other failure,
     // and the count of each outcome. Tasks that were only cancelled are
     // counted, never posing as the cause.
 }
 
-/// The seed's `processOneTask`: simulated work that watches the run's
+/// Go's `processOneTask`: simulated work that watches the run's
 /// cancellation token.
 async fn process_one_task(ctx: TaskCtx, task: Task) -> Result<MyResult, MyError> {
     let _live = LiveGuard::new();
@@ -145,7 +148,7 @@ async fn process_one_task(ctx: TaskCtx, task: Task) -> Result<MyResult, MyError>
     }
     if task.fails {
         let err = MyError::BadInput { task_id: task.id };
-        // Logged inside the task's span: the seed's
+        // Logged inside the task's span: the Go version's
         // `otzap.AddErrorEvent(span, "failed to do the thing", err)`.
         tracing::warn!(error = %err, "failed to do the thing");
         return Err(err);

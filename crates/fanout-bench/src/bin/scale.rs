@@ -1,5 +1,4 @@
-//! Scale benchmarks of fanout (issue 3, "Scale, measured in a bench
-//! binary"): memory that stays flat with the number of tasks, fail-fast
+//! Scale benchmarks of fanout: memory that stays flat with the number of tasks, fail-fast
 //! latency with 10,000 tasks in flight, CPU-bound work against rayon and
 //! `std::thread::scope`, and linear growth of the run time.
 //!
@@ -17,7 +16,7 @@
 //!
 //! Async runs use a multi-thread tokio runtime with 2 workers (the project's
 //! machine has 2 cores) and the caller runs inside a `tokio::spawn`ed task,
-//! as in `shared/research/library-peer-speed.md`. Blocking runs need no
+//! as a library user's code would. Blocking runs need no
 //! runtime.
 //!
 //! Every section first waits (at most a minute, unless `--no-wait`) until
