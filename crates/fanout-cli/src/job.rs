@@ -2,7 +2,7 @@
 //! fanout's life), waiting with a timeout, retrying, and capturing output.
 
 use std::collections::HashMap;
-use std::ffi::{c_char, CString};
+use std::ffi::{CStr, CString};
 use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -317,16 +317,16 @@ async fn run_once(spec: &JobSpec, shared: &JobEnv) -> Attempt {
     };
     let started = Instant::now();
     let spawned = {
-        let envp: Vec<*const c_char> = shared
+        let env: Vec<&CStr> = shared
             .base_env
             .0
             .iter()
             .chain(job_env.iter().flatten())
             .chain(mark.iter())
-            .map(|e| e.as_ptr())
+            .map(CString::as_c_str)
             .collect();
         let mut stack = shared.stack.lock().unwrap_or_else(|p| p.into_inner());
-        spawn::spawn(&path, &words, &envp, fds, &mut stack)
+        spawn::spawn(&path, &words, &env, fds, &mut stack)
     };
     let mut child = match spawned {
         Ok(child) => child,
@@ -436,10 +436,14 @@ async fn run_once(spec: &JobSpec, shared: &JobEnv) -> Attempt {
     }
 }
 
-/// Whether any process is left in the process group `pgid`.
+/// Whether any process is left in the process group `pgid`. Only ESRCH
+/// says the group is gone: EPERM means a process is left that fanout may
+/// not signal (one that changed its user, say).
 fn group_exists(pgid: i32) -> bool {
     // SAFETY: kill(2) with signal 0 only checks; no memory is involved.
-    pgid > 0 && unsafe { libc::kill(-pgid, 0) } == 0
+    pgid > 0
+        && (unsafe { libc::kill(-pgid, 0) } == 0
+            || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH))
 }
 
 /// A pipe: (read end, write end), both close-on-exec.

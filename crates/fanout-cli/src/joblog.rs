@@ -3,10 +3,11 @@
 //!
 //! The joblog itself is byte-compatible with GNU parallel (header line, then
 //! one tab-separated record per finished job). Beside it, `FILE.fanout`
-//! holds a fingerprint of the command and the input list; GNU tools never
-//! look at it. A resume checks the fingerprint, ignores a torn last line (no
-//! newline or not nine fields) and cuts it off before appending, so the next
-//! record starts on a line of its own.
+//! holds a fingerprint of the command and the input list, and the id of the
+//! last run with whether it finished; GNU tools never look at it. A resume
+//! checks the fingerprint, ignores a torn last line (no newline or not nine
+//! fields) and cuts it off before appending, so the next record starts on a
+//! line of its own.
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
@@ -21,7 +22,10 @@ pub(crate) const HEADER: &str =
     "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand\n";
 
 /// The first line of the sidecar file; names its format version.
-const SIDECAR_MAGIC: &str = "fanout-joblog-fingerprint 1";
+const SIDECAR_MAGIC: &str = "fanout-joblog 2";
+
+/// The first line of the first version, which had no run id.
+const SIDECAR_MAGIC_V1: &str = "fanout-joblog-fingerprint 1";
 
 /// One finished job, as one joblog line.
 #[derive(Debug, Clone, PartialEq)]
@@ -164,10 +168,60 @@ impl Fingerprint {
 #[derive(Debug)]
 pub(crate) struct Joblog {
     file: File,
+    path: PathBuf,
+    sidecar: Sidecar,
 }
 
 /// The seqs a resumed run must skip.
 pub(crate) type Skip = HashSet<u64>;
+
+/// A run's id: its jobs carry it (see `leftovers`), so that a later run can
+/// tell what a killed run left behind from what a finished one left on
+/// purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RunId(u64);
+
+impl RunId {
+    /// A fresh id: random bytes from the kernel, or the time and pid.
+    fn new() -> RunId {
+        let mut bytes = [0u8; 8];
+        let random = File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
+        if random.is_ok() {
+            return RunId(u64::from_le_bytes(bytes));
+        }
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        RunId(nanos ^ (u64::from(std::process::id()) << 32))
+    }
+
+    /// The id as 16 hex digits.
+    pub(crate) fn hex(self) -> String {
+        format!("{:016x}", self.0)
+    }
+}
+
+/// An earlier run of the journal that did not finish (fanout was killed):
+/// processes it left may still run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Unfinished {
+    /// Its id; `None` for a journal of fanout's first format, whose jobs
+    /// carried no id.
+    pub(crate) run: Option<RunId>,
+}
+
+/// A journal opened for this run.
+#[derive(Debug)]
+pub(crate) struct Opened {
+    /// The journal, locked.
+    pub(crate) log: Joblog,
+    /// The jobs this run skips.
+    pub(crate) skip: Skip,
+    /// Whether a torn last line was ignored.
+    pub(crate) torn: bool,
+    /// The earlier run, if it was killed.
+    pub(crate) unfinished: Option<Unfinished>,
+}
 
 /// The sidecar's path: `FILE.fanout`.
 pub(crate) fn sidecar_path(path: &Path) -> PathBuf {
@@ -187,9 +241,16 @@ impl Joblog {
         path: &Path,
         fingerprint: Fingerprint,
         summary: &str,
-    ) -> anyhow::Result<Joblog> {
+    ) -> anyhow::Result<Opened> {
         let file = open_locked(path)?;
-        start_fresh(path, file, fingerprint, summary)
+        let unfinished = previous_run(path);
+        let log = start_fresh(path, file, fingerprint, summary)?;
+        Ok(Opened {
+            log,
+            skip: Skip::new(),
+            torn: false,
+            unfinished,
+        })
     }
 
     /// Opens `path` to resume: checks the fingerprint, collects the seqs to
@@ -206,8 +267,9 @@ impl Joblog {
         fingerprint: Fingerprint,
         summary: &str,
         only_succeeded: bool,
-    ) -> anyhow::Result<(Joblog, Skip, Contents)> {
+    ) -> anyhow::Result<Opened> {
         let mut file = open_locked(path)?;
+        let unfinished = previous_run(path);
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)
             .with_context(|| format!("cannot read joblog {}", path.display()))?;
@@ -229,7 +291,12 @@ impl Joblog {
         };
         if contents.records.is_empty() {
             let log = start_fresh(path, file, fingerprint, summary)?;
-            return Ok((log, Skip::new(), contents));
+            return Ok(Opened {
+                log,
+                skip: Skip::new(),
+                torn: contents.torn,
+                unfinished,
+            });
         }
         check_sidecar(path, fingerprint)?;
         let skip = contents
@@ -241,7 +308,23 @@ impl Joblog {
         // Appends land after the cut, so the next record starts its own line.
         file.set_len(contents.valid_len)
             .with_context(|| format!("cannot cut the torn line off {}", path.display()))?;
-        Ok((Joblog { file }, skip, contents))
+        let sidecar = Sidecar::running(fingerprint, summary);
+        sidecar.write(path)?;
+        Ok(Opened {
+            log: Joblog {
+                file,
+                path: path.to_owned(),
+                sidecar,
+            },
+            skip,
+            torn: contents.torn,
+            unfinished,
+        })
+    }
+
+    /// This run's id.
+    pub(crate) fn run_id(&self) -> RunId {
+        self.sidecar.run
     }
 
     /// Appends one record with a single `write` on an `O_APPEND` file, so a
@@ -253,6 +336,16 @@ impl Joblog {
     /// The write fails (disk full, say).
     pub(crate) fn append(&mut self, record: &JobRecord) -> std::io::Result<()> {
         self.file.write_all(record.to_line().as_bytes())
+    }
+
+    /// Records that this run finished (rather than being killed): what its
+    /// jobs left running, they left on purpose. Then unlocks the journal.
+    ///
+    /// # Errors
+    /// The sidecar cannot be written.
+    pub(crate) fn finish(mut self) -> anyhow::Result<()> {
+        self.sidecar.finished = true;
+        self.sidecar.write(&self.path)
     }
 }
 
@@ -293,65 +386,164 @@ fn start_fresh(
 ) -> anyhow::Result<Joblog> {
     // The sidecar goes first: a kill between the two leaves a sidecar and a
     // journal without records, which a resume starts afresh.
-    write_sidecar(path, fingerprint, summary)?;
+    let sidecar = Sidecar::running(fingerprint, summary);
+    sidecar.write(path)?;
     file.set_len(0)
         .and_then(|()| file.write_all(HEADER.as_bytes()))
         .with_context(|| format!("cannot write joblog {}", path.display()))?;
-    Ok(Joblog { file })
+    Ok(Joblog {
+        file,
+        path: path.to_owned(),
+        sidecar,
+    })
 }
 
-fn write_sidecar(path: &Path, fingerprint: Fingerprint, summary: &str) -> anyhow::Result<()> {
-    let sidecar = sidecar_path(path);
-    let mut tmp = sidecar.clone().into_os_string();
-    tmp.push(".tmp");
-    let text = format!(
-        "{SIDECAR_MAGIC}\nfingerprint {}\n{}\n",
-        fingerprint.hex(),
-        summary.replace('\n', " ")
-    );
-    let write = || -> std::io::Result<()> {
-        let mut f = File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &sidecar)
-    };
-    write().with_context(|| {
-        format!(
-            "cannot write the joblog's fingerprint file {}",
-            sidecar.display()
-        )
-    })
+/// The sidecar `FILE.fanout`: which command and input list the journal
+/// belongs to, and the last run and whether it finished.
+#[derive(Debug, Clone)]
+struct Sidecar {
+    fingerprint: String,
+    run: RunId,
+    finished: bool,
+    summary: String,
+}
+
+/// A sidecar as read: `run` is `None` in the first format.
+#[derive(Debug)]
+struct ReadSidecar {
+    fingerprint: String,
+    run: Option<(RunId, bool)>,
+    summary: String,
+}
+
+impl Sidecar {
+    /// The sidecar of a new run, not finished yet.
+    fn running(fingerprint: Fingerprint, summary: &str) -> Sidecar {
+        Sidecar {
+            fingerprint: fingerprint.hex(),
+            run: RunId::new(),
+            finished: false,
+            summary: summary.replace('\n', " "),
+        }
+    }
+
+    /// Writes it atomically (a temporary file renamed over it, synced first).
+    fn write(&self, path: &Path) -> anyhow::Result<()> {
+        let sidecar = sidecar_path(path);
+        let mut tmp = sidecar.clone().into_os_string();
+        tmp.push(".tmp");
+        let text = format!(
+            "{SIDECAR_MAGIC}\nfingerprint {}\nrun {} {}\nsummary {}\n",
+            self.fingerprint,
+            self.run.hex(),
+            if self.finished { "finished" } else { "running" },
+            self.summary
+        );
+        let write = || -> std::io::Result<()> {
+            let mut f = File::create(&tmp)?;
+            f.write_all(text.as_bytes())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &sidecar)
+        };
+        write().with_context(|| {
+            format!(
+                "cannot write the joblog's fingerprint file {}",
+                sidecar.display()
+            )
+        })
+    }
+
+    /// Reads the sidecar of `path`: `Ok(None)` if there is none.
+    ///
+    /// # Errors
+    /// It cannot be read, or is not a fanout sidecar.
+    fn read(path: &Path) -> anyhow::Result<Option<ReadSidecar>> {
+        let sidecar = sidecar_path(path);
+        let text = match std::fs::read_to_string(&sidecar) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", sidecar.display())),
+        };
+        let not_ours = || {
+            anyhow::anyhow!(
+                "{} is not a fanout fingerprint file; remove it and the joblog to start over",
+                sidecar.display()
+            )
+        };
+        let mut lines = text.lines();
+        let magic = lines.next().ok_or_else(not_ours)?;
+        let fingerprint = lines
+            .next()
+            .and_then(|l| l.strip_prefix("fingerprint "))
+            .ok_or_else(not_ours)?
+            .to_owned();
+        if magic == SIDECAR_MAGIC_V1 {
+            let summary = lines.next().unwrap_or("").to_owned();
+            return Ok(Some(ReadSidecar {
+                fingerprint,
+                run: None,
+                summary,
+            }));
+        }
+        if magic != SIDECAR_MAGIC {
+            return Err(not_ours());
+        }
+        let run = lines
+            .next()
+            .and_then(|l| l.strip_prefix("run "))
+            .and_then(|l| l.split_once(' '))
+            .and_then(|(id, state)| {
+                let id = RunId(u64::from_str_radix(id, 16).ok()?);
+                match state {
+                    "running" => Some((id, false)),
+                    "finished" => Some((id, true)),
+                    _ => None,
+                }
+            })
+            .ok_or_else(not_ours)?;
+        let summary = lines
+            .next()
+            .and_then(|l| l.strip_prefix("summary "))
+            .unwrap_or("")
+            .to_owned();
+        Ok(Some(ReadSidecar {
+            fingerprint,
+            run: Some(run),
+            summary,
+        }))
+    }
+}
+
+/// The earlier run of the journal at `path`, if it did not finish. Only
+/// meaningful while holding the journal's lock (which proves that run's
+/// fanout is gone). An unreadable sidecar says nothing: no run is assumed.
+fn previous_run(path: &Path) -> Option<Unfinished> {
+    match Sidecar::read(path) {
+        Ok(Some(ReadSidecar {
+            run: Some((id, false)),
+            ..
+        })) => Some(Unfinished { run: Some(id) }),
+        Ok(Some(ReadSidecar { run: None, .. })) => Some(Unfinished { run: None }),
+        _ => None,
+    }
 }
 
 fn check_sidecar(path: &Path, fingerprint: Fingerprint) -> anyhow::Result<()> {
     let sidecar = sidecar_path(path);
-    let text = match std::fs::read_to_string(&sidecar) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+    let Some(read) = Sidecar::read(path)? else {
+        bail!(
             "joblog {} has no fingerprint file {} (was it written by GNU parallel?), so fanout cannot \
              check that it belongs to this command and input list; remove the joblog to start over",
             path.display(),
             sidecar.display()
-        ),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", sidecar.display())),
+        );
     };
-    let mut lines = text.lines();
-    let recorded = match (
-        lines.next(),
-        lines.next().and_then(|l| l.strip_prefix("fingerprint ")),
-    ) {
-        (Some(SIDECAR_MAGIC), Some(hex)) => hex.to_owned(),
-        _ => bail!(
-            "{} is not a fanout fingerprint file; remove it and the joblog to start over",
-            sidecar.display()
-        ),
-    };
-    if recorded != fingerprint.hex() {
-        let was = lines.next().unwrap_or("");
+    if read.fingerprint != fingerprint.hex() {
         bail!(
-            "joblog {} was written for a different command or input list ({was}); resuming it would \
+            "joblog {} was written for a different command or input list ({}); resuming it would \
              skip the wrong jobs. Run the same command with the same inputs, or remove {} and {} to start over",
             path.display(),
+            read.summary,
             path.display(),
             sidecar.display()
         );
@@ -452,7 +644,7 @@ mod tests {
     fn resume_appends_after_cutting_the_torn_tail() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log");
-        let mut log = Joblog::create(&path, fp(1), "cmd").unwrap();
+        let mut log = Joblog::create(&path, fp(1), "cmd").unwrap().log;
         log.append(&record(1, 0)).unwrap();
         log.append(&record(2, 3)).unwrap();
         drop(log);
@@ -460,8 +652,13 @@ mod tests {
         f.write_all(b"3\t:\t179").unwrap();
         drop(f);
 
-        let (mut log, skip, contents) = Joblog::resume(&path, fp(1), "cmd", false).unwrap();
-        assert!(contents.torn);
+        let Opened {
+            mut log,
+            skip,
+            torn,
+            ..
+        } = Joblog::resume(&path, fp(1), "cmd", false).unwrap();
+        assert!(torn);
         assert_eq!(skip, Skip::from([1, 2]));
         log.append(&record(3, 0)).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
@@ -476,7 +673,7 @@ mod tests {
         );
 
         drop(log);
-        let (_, skip, _) = Joblog::resume(&path, fp(1), "cmd", true).unwrap();
+        let skip = Joblog::resume(&path, fp(1), "cmd", true).unwrap().skip;
         assert_eq!(skip, Skip::from([1, 3]));
     }
 
@@ -484,7 +681,7 @@ mod tests {
     fn resume_refuses_another_command_or_input_list() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log");
-        let mut log = Joblog::create(&path, fp(1), "command: echo").unwrap();
+        let mut log = Joblog::create(&path, fp(1), "command: echo").unwrap().log;
         log.append(&record(1, 0)).unwrap();
         drop(log);
         let err = format!(
@@ -523,9 +720,45 @@ mod tests {
     fn resume_of_a_missing_joblog_starts_fresh() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log");
-        let (_, skip, _) = Joblog::resume(&path, fp(1), "x", false).unwrap();
+        let skip = Joblog::resume(&path, fp(1), "x", false).unwrap().skip;
         assert!(skip.is_empty());
         assert_eq!(std::fs::read_to_string(&path).unwrap(), HEADER);
+    }
+
+    #[test]
+    fn a_run_that_did_not_finish_is_reported_to_the_next_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let first = Joblog::create(&path, fp(1), "x").unwrap();
+        assert_eq!(first.unfinished, None);
+        let killed = first.log.run_id();
+        // Dropped without `finish`: as if fanout was killed.
+        drop(first);
+        let second = Joblog::resume(&path, fp(1), "x", false).unwrap();
+        assert_eq!(second.unfinished, Some(Unfinished { run: Some(killed) }));
+        assert_ne!(second.log.run_id(), killed);
+        second.log.finish().unwrap();
+        let third = Joblog::create(&path, fp(2), "y").unwrap();
+        assert_eq!(third.unfinished, None);
+    }
+
+    #[test]
+    fn a_sidecar_of_the_first_format_still_resumes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        std::fs::write(&path, format!("{HEADER}{}", record(1, 0).to_line())).unwrap();
+        std::fs::write(
+            sidecar_path(&path),
+            format!(
+                "{SIDECAR_MAGIC_V1}\nfingerprint {}\ncommand: x\n",
+                fp(1).hex()
+            ),
+        )
+        .unwrap();
+        let opened = Joblog::resume(&path, fp(1), "x", false).unwrap();
+        assert_eq!(opened.skip, Skip::from([1]));
+        // Its jobs carried no run id: they count as a killed run's.
+        assert_eq!(opened.unfinished, Some(Unfinished { run: None }));
     }
 
     #[test]

@@ -29,6 +29,8 @@ use flags::{HiArgs, Parsed};
 use plan::Plan;
 
 fn main() -> ExitCode {
+    // Jobs must be waited for, whatever fanout's caller did to SIGCHLD.
+    spawn::reset_sigchld();
     let code = match HiArgs::parse(std::env::args_os().skip(1).collect()) {
         Ok(Parsed::Print(text)) => {
             print!("{text}");

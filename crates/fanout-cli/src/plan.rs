@@ -17,6 +17,7 @@ use crate::joblog::{Fingerprint, Joblog, Skip};
 use crate::leftovers;
 use crate::output::Printer;
 use crate::results::Results;
+use crate::spawn;
 use crate::starter::Starter;
 
 /// The jobs to run, in input order: each one's `{#}` and inputs.
@@ -50,12 +51,15 @@ pub(crate) struct Plan {
     pub(crate) signals: Signals,
 }
 
-/// The signals that stop a run.
+/// The signals the run listens to.
 pub(crate) struct Signals {
     /// Ctrl-C.
     pub(crate) interrupt: Signal,
     /// `kill`.
     pub(crate) terminate: Signal,
+    /// A child exited: only as PID 1 (a container's init), where orphaned
+    /// grandchildren of jobs are fanout's to reap.
+    pub(crate) child: Option<Signal>,
 }
 
 impl Plan {
@@ -72,19 +76,21 @@ impl Plan {
             None => None,
         };
         let (joblog, skip) = open_joblog(&args)?;
-        let mark = args.joblog.as_deref().map(leftovers::mark_for);
-        if let Some(mark) = &mark {
-            let killed = leftovers::kill_marked(mark);
-            if killed > 0 {
-                eprintln!(
-                    "fanout: killed {killed} process(es) left running by an earlier, killed run of this joblog"
-                );
-            }
-        }
+        let mark = args
+            .joblog
+            .as_deref()
+            .zip(joblog.as_ref())
+            .map(|(path, log)| leftovers::mark(path, log.run_id()));
         let signals = Signals {
             interrupt: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
             terminate: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+            child: if std::process::id() == 1 {
+                Some(signal(SignalKind::child()).context("cannot handle SIGCHLD")?)
+            } else {
+                None
+            },
         };
+        spawn::dispositions_changed();
         let total_jobs = args.inputs.job_count();
         let bar = progress_bar(&args, total_jobs.saturating_sub(skip.len() as u64));
         let env = Arc::new(
@@ -125,7 +131,9 @@ impl Plan {
     }
 }
 
-/// The journal, new or resumed, and the jobs it says to skip.
+/// The journal, new or resumed, and the jobs it says to skip. Processes an
+/// earlier, killed run of the journal left behind are killed first: a job
+/// run again must not overlap with its orphaned earlier self.
 fn open_joblog(args: &HiArgs) -> anyhow::Result<(Option<Joblog>, Skip)> {
     let Some(path) = &args.joblog else {
         return Ok((None, Skip::new()));
@@ -142,22 +150,26 @@ fn open_joblog(args: &HiArgs) -> anyhow::Result<(Option<Joblog>, Skip)> {
         args.command.join(" "),
         args.inputs.job_count()
     );
-    if args.resume == Resume::Off {
-        return Ok((
-            Some(Joblog::create(path, fingerprint, &summary)?),
-            Skip::new(),
-        ));
-    }
-    let (log, skip, contents) =
-        Joblog::resume(path, fingerprint, &summary, args.resume == Resume::Failed)?;
-    if contents.torn {
+    let opened = match args.resume {
+        Resume::Off => Joblog::create(path, fingerprint, &summary)?,
+        mode => Joblog::resume(path, fingerprint, &summary, mode == Resume::Failed)?,
+    };
+    if opened.torn {
         eprintln!(
             "fanout: ignored the torn last line of joblog {} (a run was killed while writing it); \
              that job runs again",
             path.display()
         );
     }
-    Ok((Some(log), skip))
+    if let Some(unfinished) = opened.unfinished {
+        let killed = leftovers::kill_left_by(path, unfinished);
+        if killed > 0 {
+            eprintln!(
+                "fanout: killed {killed} process(es) left running by an earlier, killed run of this joblog"
+            );
+        }
+    }
+    Ok((Some(opened.log), opened.skip))
 }
 
 fn progress_bar(args: &HiArgs, total: u64) -> Option<ProgressBar> {

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use fanout::{Order, Outcome, PanicPolicy, TaskError};
 use indicatif::ProgressBar;
+use tokio::signal::unix::Signal;
 use tokio::time::Instant;
 
 use crate::flags::{Halt, HaltWhen, Halting, Tally};
@@ -18,6 +19,7 @@ use crate::joblog::{JobRecord, Joblog};
 use crate::output::{self, tag_of, Printable, Printer};
 use crate::plan::Plan;
 use crate::results::Results;
+use crate::spawn;
 use crate::starter::Ran;
 
 /// How long jobs get between SIGTERM and SIGKILL when the run stops.
@@ -71,6 +73,8 @@ enum Event {
     BrokenPipe,
     /// The running jobs' grace after SIGTERM is over.
     KillNow,
+    /// A child exited (only listened to as PID 1: see `spawn::reap_orphans`).
+    ChildExited,
 }
 
 impl Plan {
@@ -126,6 +130,7 @@ impl Plan {
                 _ = signals.terminate.recv() => Event::Signal(libc::SIGTERM),
                 () = output::BROKEN_PIPE_NOTIFY.notified() => Event::BrokenPipe,
                 () = sleep_until(run.stopping.kill_at) => Event::KillNow,
+                Some(()) = next_signal(&mut signals.child) => Event::ChildExited,
             };
             for seq in starter.take_started() {
                 run.printer.started(seq);
@@ -136,6 +141,7 @@ impl Plan {
                 Event::Signal(sig) => run.stopping.signal(sig),
                 Event::BrokenPipe => run.stopping.now(EndReason::BrokenPipe),
                 Event::KillNow => run.stopping.kill_now(),
+                Event::ChildExited => run.stopping.reap_orphans(),
             }
         }
         run.finish()
@@ -263,10 +269,17 @@ impl Run {
         }
     }
 
-    /// Prints what is still held and says how the run ended.
+    /// Prints what is still held, marks the journal finished, and says how
+    /// the run ended.
     fn finish(mut self) -> Ending {
         if let Err(e) = self.printer.flush_all() {
             self.stopping.output_failed(&e);
+        }
+        if let Some(log) = self.joblog.take() {
+            if let Err(e) = log.finish() {
+                self.say(&format!("fanout: {e:#}\n"));
+                self.stopping.now(EndReason::ToolError);
+            }
         }
         if let Some(bar) = self.bar {
             bar.finish_and_clear();
@@ -353,6 +366,12 @@ impl Stopping {
         self.kill_at = None;
     }
 
+    /// Reaps exited children that are not jobs (fanout is PID 1).
+    fn reap_orphans(&self) {
+        let groups = self.env.groups.lock().unwrap_or_else(|p| p.into_inner());
+        spawn::reap_orphans(|pid| groups.values().any(|&job| job == pid));
+    }
+
     fn kill_all(&self, sig: i32) {
         let groups = self.env.groups.lock().unwrap_or_else(|p| p.into_inner());
         for &pgid in groups.values() {
@@ -370,6 +389,13 @@ fn record_of(job: &Finished) -> JobRecord {
         exitval: job.last.exitval,
         signal: job.last.signal,
         command: job.spec.command.clone(),
+    }
+}
+
+async fn next_signal(signal: &mut Option<Signal>) -> Option<()> {
+    match signal {
+        Some(signal) => signal.recv().await,
+        None => std::future::pending().await,
     }
 }
 

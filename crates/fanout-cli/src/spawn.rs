@@ -6,29 +6,31 @@
 //! thousands of short jobs that was most of fanout's own cost. This module
 //! does what glibc's `posix_spawn` does instead: `clone(CLONE_VM |
 //! CLONE_VFORK)` onto a small separate stack, and in the child only
-//! async-signal-safe system calls: signal dispositions back to default, own
-//! process group, parent-death signal, the three standard descriptors, an
-//! empty signal mask, `execve`. The parent sleeps until the child has
-//! called `execve` (or died), so an exec error comes back as an error.
+//! async-signal-safe system calls: signal dispositions back to what fanout's
+//! caller gave fanout, the caller's open-files limit, own process group,
+//! parent-death signal, the three standard descriptors, an empty signal
+//! mask, `execve`. Everything the child needs, the `/bin/sh` fallback's
+//! argument list included, is prepared by the parent: the child allocates
+//! nothing. The parent sleeps until the child has called `execve` (or died),
+//! so an exec error comes back as an error.
 //!
 //! Waiting uses a pidfd registered with tokio (`waitpid` once it is
 //! readable), falling back to polling on kernels without `pidfd_open`.
 
-use std::ffi::{c_char, c_int, c_void, CString};
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::io::unix::AsyncFd;
 
 /// Bytes of stack for the child between `clone` and `execve`.
 const STACK_SIZE: usize = 64 * 1024;
-
-/// Most arguments the ENOEXEC fallback (`/bin/sh FILE ARGS…`) can pass.
-const MAX_SH_ARGS: usize = 1024;
 
 /// The environment every job starts from: fanout's own, without the
 /// variables fanout sets per job.
@@ -99,13 +101,17 @@ pub(crate) fn resolve(program: &str) -> io::Result<CString> {
 #[repr(C)]
 struct ChildArgs {
     path: *const c_char,
-    argv: *const *const c_char,
+    /// `[_, argv[0], argv[1], …, null]`: the program's argv starts at index
+    /// 1; for the `/bin/sh` fallback the child writes `/bin/sh` and `path`
+    /// into indices 0 and 1 and passes the whole array.
+    argv: *mut *const c_char,
     envp: *const *const c_char,
     fds: [c_int; 3],
     parent: libc::pid_t,
-    /// The signals to set back to their default action (see `handled_signals`).
-    handled: *const [c_int; MAX_SIGNALS],
-    handled_len: usize,
+    /// The dispositions to set (see [`SignalPlan`]).
+    signals: *const SignalPlan,
+    /// The open-files limit to restore, if fanout raised it.
+    nofile: *const libc::rlimit,
     /// Set by the child when `execve` failed (errno).
     error: c_int,
 }
@@ -134,14 +140,13 @@ impl Process {
     /// `waitpid` fails.
     pub(crate) async fn wait(&mut self) -> io::Result<ExitStatus> {
         loop {
-            if let Some(status) = self.try_reap()? {
+            if let Some(status) = reap(self.pid, &mut self.reaped)? {
                 return Ok(status);
             }
             match &self.pidfd {
                 Some(fd) => {
                     let mut ready = fd.readable().await?;
-                    if let Some(status) = try_reap(self.pid)? {
-                        self.reaped = true;
+                    if let Some(status) = reap(self.pid, &mut self.reaped)? {
                         return Ok(status);
                     }
                     ready.clear_ready();
@@ -150,12 +155,16 @@ impl Process {
             }
         }
     }
+}
 
-    fn try_reap(&mut self) -> io::Result<Option<ExitStatus>> {
-        let status = try_reap(self.pid)?;
-        self.reaped |= status.is_some();
-        Ok(status)
-    }
+/// [`try_reap`], noting in `reaped` when `pid` is no longer ours to signal:
+/// reaped by us, or (ECHILD) by someone else, in which case the pid may
+/// already belong to another process.
+fn reap(pid: libc::pid_t, reaped: &mut bool) -> io::Result<Option<ExitStatus>> {
+    let status = try_reap(pid);
+    *reaped |= matches!(&status, Ok(Some(_)))
+        || matches!(&status, Err(e) if e.raw_os_error() == Some(libc::ECHILD));
+    status
 }
 
 /// `waitpid(pid, WNOHANG)`: the status if the process has exited (it is
@@ -181,21 +190,31 @@ fn try_reap(pid: libc::pid_t) -> io::Result<Option<ExitStatus>> {
 impl Drop for Process {
     fn drop(&mut self) {
         if !self.reaped {
-            // Like tokio's kill_on_drop: the job's own process goes with it.
-            // SAFETY: kill(2) has no memory-safety preconditions; the pid is
-            // ours and not reaped, so it names our child.
+            // Like tokio's kill_on_drop: the job's own process goes with it,
+            // and is reaped at once (a blocking wait: SIGKILL cannot be
+            // caught, so it is short), leaving no zombie behind.
+            // SAFETY: kill(2) and waitpid(2) have no memory-safety
+            // preconditions beyond a valid status pointer; the pid is ours
+            // and not reaped, so it names our child.
             unsafe {
                 libc::kill(self.pid, libc::SIGKILL);
+                let mut status = 0;
+                while libc::waitpid(self.pid, &mut status, 0) < 0
+                    && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
+                {
+                }
             }
-            let _ = self.try_reap();
+            self.reaped = true;
         }
     }
 }
 
-/// Starts `path` with `argv` and `envp` (each without the terminating null
-/// pointer; this adds it), stdin, stdout and stderr on the given
-/// descriptors, in a new process group, with `PR_SET_PDEATHSIG` = SIGKILL
-/// and SIGPIPE at its default action. `stack` is reused between calls.
+/// Starts `path` with `argv` and `env`, stdin, stdout and stderr on the
+/// given descriptors, in a new process group, with `PR_SET_PDEATHSIG` =
+/// SIGKILL, the signal dispositions and open-files limit fanout's caller
+/// gave fanout, and an empty signal mask. A file without `#!` that the
+/// kernel refuses (ENOEXEC) runs with `/bin/sh FILE ARGS…`, as `execvp`
+/// does. `stack` is reused between calls.
 ///
 /// Must be called from fanout's single runtime thread only (the parent is
 /// suspended while the child uses `stack`).
@@ -203,29 +222,30 @@ impl Drop for Process {
 /// # Errors
 /// `clone` fails, or the child's `execve` fails (its errno).
 pub(crate) fn spawn(
-    path: &CString,
+    path: &CStr,
     argv: &[CString],
-    envp: &[*const c_char],
+    env: &[&CStr],
     fds: [RawFd; 3],
     stack: &mut Vec<u8>,
 ) -> io::Result<Process> {
-    let handled = handled_signals();
-    let argv_ptrs: Vec<*const c_char> = argv
-        .iter()
-        .map(|a| a.as_ptr())
-        .chain(std::iter::once(std::ptr::null()))
-        .collect();
-    let mut envp_ptrs: Vec<*const c_char> = Vec::with_capacity(envp.len() + 1);
-    envp_ptrs.extend_from_slice(envp);
+    let signals = SignalPlan::current();
+    let nofile = caller_nofile();
+    // Slot 0 is the fallback's `/bin/sh`; the program's argv starts at 1.
+    let mut argv_ptrs: Vec<*const c_char> = Vec::with_capacity(argv.len() + 2);
+    argv_ptrs.push(std::ptr::null());
+    argv_ptrs.extend(argv.iter().map(|a| a.as_ptr()));
+    argv_ptrs.push(std::ptr::null());
+    let mut envp_ptrs: Vec<*const c_char> = Vec::with_capacity(env.len() + 1);
+    envp_ptrs.extend(env.iter().map(|e| e.as_ptr()));
     envp_ptrs.push(std::ptr::null());
     let mut args = ChildArgs {
         path: path.as_ptr(),
-        argv: argv_ptrs.as_ptr(),
+        argv: argv_ptrs.as_mut_ptr(),
         envp: envp_ptrs.as_ptr(),
         fds,
         parent: std::process::id() as libc::pid_t,
-        handled: &handled.0,
-        handled_len: handled.1,
+        signals: &*signals,
+        nofile: nofile.map_or(std::ptr::null(), |l| l as *const libc::rlimit),
         error: 0,
     };
     if stack.len() < STACK_SIZE {
@@ -236,9 +256,9 @@ pub(crate) fn spawn(
 
     // SAFETY: all signals are blocked around clone so that no handler of
     // fanout's runs in the child, which shares fanout's memory; the child
-    // resets the dispositions before unblocking. `args`, the pointer arrays
-    // and `stack` outlive the child's use of them: CLONE_VFORK suspends
-    // this thread until the child has exec'd or exited.
+    // sets the dispositions before unblocking. `args`, the pointer arrays,
+    // the signal plan and `stack` outlive the child's use of them:
+    // CLONE_VFORK suspends this thread until the child has exec'd or exited.
     let pid = unsafe {
         let mut all: libc::sigset_t = std::mem::zeroed();
         let mut old: libc::sigset_t = std::mem::zeroed();
@@ -257,6 +277,7 @@ pub(crate) fn spawn(
         }
         pid
     };
+    drop(argv_ptrs);
     // SAFETY: the child wrote `error` (if at all) before it exited, and it
     // has exec'd or exited by now (CLONE_VFORK).
     let error = unsafe { std::ptr::read_volatile(std::ptr::addr_of!(args.error)) };
@@ -289,59 +310,171 @@ pub(crate) fn spawn(
     Ok(process)
 }
 
-/// Room for every signal number.
+/// Room for every signal number: Linux's SIGRTMAX is 64.
 const MAX_SIGNALS: usize = 65;
 
-/// The signals whose disposition the child must set back to default: those
-/// with a handler in fanout (Rust's, tokio's), and SIGPIPE, which Rust
-/// ignores in fanout (an ignored signal stays ignored across exec, which
-/// would change how `cmd | head` ends). Looked up once, at the first spawn
-/// (fanout installs its handlers, SIGINT and SIGTERM, before any job
-/// starts), so that the child, which runs while fanout waits, makes a
-/// handful of calls instead of one per signal.
-fn handled_signals() -> &'static ([c_int; MAX_SIGNALS], usize) {
-    static HANDLED: std::sync::OnceLock<([c_int; MAX_SIGNALS], usize)> = std::sync::OnceLock::new();
-    HANDLED.get_or_init(look_up_handled_signals)
-}
+/// The signals fanout's caller left ignored (bit `sig - 1`), recorded
+/// before Rust's runtime starts: it ignores SIGPIPE before `main`, so only
+/// code that runs earlier can see what the caller gave. Ignored signals are
+/// inherited across exec, and a shell's child keeps them (SIGHUP under
+/// `nohup`, SIGINT for background jobs): jobs get them back.
+static CALLER_IGNORED: AtomicU64 = AtomicU64::new(0);
 
-fn look_up_handled_signals() -> ([c_int; MAX_SIGNALS], usize) {
-    let mut list = [0; MAX_SIGNALS];
-    let mut len = 0;
-    for sig in 1..libc::SIGRTMAX().min(MAX_SIGNALS as c_int) {
-        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
-            continue;
-        }
-        // SAFETY: sigaction with a null new action only reads the current
-        // one into a valid struct.
-        let handled = unsafe {
-            let mut old: libc::sigaction = std::mem::zeroed();
-            libc::sigaction(sig, std::ptr::null(), &mut old) == 0
-                && old.sa_sigaction != libc::SIG_DFL
-                && old.sa_sigaction != libc::SIG_IGN
-        };
-        if handled || sig == libc::SIGPIPE {
-            list[len] = sig;
-            len += 1;
+/// The caller's open-files limit, once fanout has raised its own.
+static CALLER_NOFILE: OnceLock<libc::rlimit> = OnceLock::new();
+
+/// Runs before Rust's runtime (an ELF constructor, as the `ctor` crate
+/// makes), so that it sees the dispositions fanout's caller gave it.
+#[used]
+#[link_section = ".init_array"]
+static RECORD_CALLER_SIGNALS: extern "C" fn() = record_caller_signals;
+
+extern "C" fn record_caller_signals() {
+    let mut ignored = 0u64;
+    for sig in all_signals() {
+        if disposition(sig) == Some(libc::SIG_IGN) {
+            ignored |= 1 << (sig - 1);
         }
     }
-    (list, len)
+    CALLER_IGNORED.store(ignored, Ordering::Relaxed);
+}
+
+/// Whether fanout's caller left `sig` ignored.
+fn caller_ignored(sig: c_int) -> bool {
+    CALLER_IGNORED.load(Ordering::Relaxed) & (1 << (sig - 1)) != 0
+}
+
+/// Sets SIGCHLD back to its default action if fanout's caller ignored it:
+/// with SIGCHLD ignored the kernel reaps children itself, and no job's exit
+/// status could be read. Call first thing in `main`.
+pub(crate) fn reset_sigchld() {
+    if caller_ignored(libc::SIGCHLD) {
+        // SAFETY: setting a standard disposition; no handler code runs.
+        unsafe {
+            libc::signal(libc::SIGCHLD, libc::SIG_DFL);
+        }
+    }
+}
+
+/// Every signal but SIGKILL and SIGSTOP, up to and including SIGRTMAX.
+fn all_signals() -> impl Iterator<Item = c_int> {
+    let max = libc::SIGRTMAX().min(MAX_SIGNALS as c_int - 1);
+    (1..=max).filter(|&sig| sig != libc::SIGKILL && sig != libc::SIGSTOP)
+}
+
+/// The current handler of `sig` (`SIG_DFL`, `SIG_IGN` or a function).
+fn disposition(sig: c_int) -> Option<libc::sighandler_t> {
+    // SAFETY: sigaction with a null new action only reads the current one
+    // into a valid struct.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        (libc::sigaction(sig, std::ptr::null(), &mut old) == 0).then_some(old.sa_sigaction)
+    }
+}
+
+/// Raises fanout's soft limit on open files to the hard limit (at most
+/// 65536), as spooled output needs descriptors, and remembers the caller's
+/// limit, which every job gets back. Returns the limit now in force.
+pub(crate) fn raise_open_files_limit() -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit write to / read from a valid rlimit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 1024;
+        }
+        let wanted = limit.rlim_max.min(65536);
+        if wanted > limit.rlim_cur {
+            let raised = libc::rlimit {
+                rlim_cur: wanted,
+                rlim_max: limit.rlim_max,
+            };
+            let _ = CALLER_NOFILE.set(limit);
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit.rlim_cur = wanted;
+            }
+        }
+    }
+    usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX)
+}
+
+/// The open-files limit a job must get back, if fanout raised its own.
+fn caller_nofile() -> Option<&'static libc::rlimit> {
+    CALLER_NOFILE.get()
+}
+
+/// The dispositions the child sets between `clone` and `execve`: for every
+/// signal whose disposition in fanout differs from what the caller gave
+/// fanout (a handler of fanout's, SIGPIPE which Rust ignores, a signal the
+/// caller ignored and fanout handles), the caller's: `SIG_IGN` if it
+/// ignored it, else `SIG_DFL` (always for SIGCHLD). Handlers must go before the child unblocks
+/// signals: they are fanout's code, and the child shares fanout's memory.
+///
+/// Computed in the parent, so that the child makes a handful of calls
+/// instead of one per signal; recomputed after [`dispositions_changed`].
+#[derive(Debug)]
+struct SignalPlan {
+    list: [(c_int, libc::sighandler_t); MAX_SIGNALS],
+    len: usize,
+}
+
+static SIGNAL_PLAN: Mutex<Option<Arc<SignalPlan>>> = Mutex::new(None);
+
+/// Tells the spawner that fanout installed or removed a signal handler:
+/// the next job's dispositions are worked out afresh.
+pub(crate) fn dispositions_changed() {
+    *SIGNAL_PLAN.lock().unwrap_or_else(|p| p.into_inner()) = None;
+}
+
+impl SignalPlan {
+    fn current() -> Arc<SignalPlan> {
+        SIGNAL_PLAN
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert_with(|| Arc::new(SignalPlan::compute()))
+            .clone()
+    }
+
+    fn compute() -> SignalPlan {
+        // SIGCHLD: jobs that wait for their own children need it default.
+        let ignored = |sig: c_int| caller_ignored(sig) && sig != libc::SIGCHLD;
+        let mut plan = SignalPlan {
+            list: [(0, libc::SIG_DFL); MAX_SIGNALS],
+            len: 0,
+        };
+        for sig in all_signals() {
+            let want = if ignored(sig) {
+                libc::SIG_IGN
+            } else {
+                libc::SIG_DFL
+            };
+            if disposition(sig).is_some_and(|now| now != want) {
+                plan.list[plan.len] = (sig, want);
+                plan.len += 1;
+            }
+        }
+        plan
+    }
 }
 
 /// The child, between `clone` and `execve`: only async-signal-safe calls,
 /// no allocation, no unwinding.
 extern "C" fn child_main(arg: *mut c_void) -> c_int {
     // SAFETY: `arg` is the parent's `ChildArgs`, alive while we run; every
-    // call below is an async-signal-safe system call wrapper.
+    // call below is an async-signal-safe system call wrapper; the pointers
+    // in it point into the parent's memory, which outlives the child's use.
     unsafe {
         let args = &mut *arg.cast::<ChildArgs>();
-        // Handlers are fanout's code; they must not run here, and exec
-        // would reset them anyway. SIGPIPE: Rust ignores it in fanout, and
-        // an ignored signal stays ignored across exec.
-        let mut dfl: libc::sigaction = std::mem::zeroed();
-        dfl.sa_sigaction = libc::SIG_DFL;
-        for i in 0..args.handled_len {
-            let sig = (*args.handled)[i];
-            libc::sigaction(sig, &dfl, std::ptr::null_mut());
+        let signals = &*args.signals;
+        let mut action: libc::sigaction = std::mem::zeroed();
+        for &(sig, handler) in &signals.list[..signals.len] {
+            action.sa_sigaction = handler;
+            libc::sigaction(sig, &action, std::ptr::null_mut());
+        }
+        if !args.nofile.is_null() {
+            libc::setrlimit(libc::RLIMIT_NOFILE, args.nofile);
         }
         if libc::setpgid(0, 0) != 0 {
             return fail(args);
@@ -373,20 +506,13 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
         let mut empty: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut empty);
         libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-        libc::execve(args.path, args.argv, args.envp);
+        libc::execve(args.path, args.argv.add(1), args.envp);
         if *libc::__errno_location() == libc::ENOEXEC {
-            // A script without `#!`: run it with /bin/sh, as execvp does.
-            let mut sh_argv: [*const c_char; MAX_SH_ARGS + 2] = [std::ptr::null(); MAX_SH_ARGS + 2];
-            sh_argv[0] = c"/bin/sh".as_ptr();
-            sh_argv[1] = args.path;
-            let mut i = 1;
-            while i <= MAX_SH_ARGS && !(*args.argv.add(i)).is_null() {
-                sh_argv[i + 1] = *args.argv.add(i);
-                i += 1;
-            }
-            if (*args.argv.add(i)).is_null() {
-                libc::execve(c"/bin/sh".as_ptr(), sh_argv.as_ptr(), args.envp);
-            }
+            // A script without `#!`: `/bin/sh FILE ARGS…`, as execvp does.
+            // The parent left slot 0 free for this.
+            *args.argv = c"/bin/sh".as_ptr();
+            *args.argv.add(1) = args.path;
+            libc::execve(c"/bin/sh".as_ptr(), args.argv, args.envp);
             *libc::__errno_location() = libc::ENOEXEC;
         }
         fail(args)
@@ -401,5 +527,39 @@ unsafe fn fail(args: &mut ChildArgs) -> c_int {
         let e = *libc::__errno_location();
         std::ptr::write_volatile(&mut args.error, if e == 0 { libc::ECHILD } else { e });
         libc::_exit(127)
+    }
+}
+
+/// As PID 1 (a container's init), fanout is the parent of every orphaned
+/// process in its PID namespace: a job's grandchild whose parent exited is
+/// handed to fanout, and would stay a zombie forever unless fanout reaps it.
+/// Reaps every child that has exited and is not one of fanout's own jobs
+/// (`is_job`), whose exit status belongs to the job's waiter.
+pub(crate) fn reap_orphans(is_job: impl Fn(libc::pid_t) -> bool) {
+    let me = std::process::id().to_string();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<libc::pid_t>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`; comm may hold spaces and parentheses.
+        let mut fields = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace())
+            .into_iter()
+            .flatten();
+        let (state, ppid) = (fields.next(), fields.next());
+        if state == Some("Z") && ppid == Some(me.as_str()) && !is_job(pid) {
+            let mut status = 0;
+            // SAFETY: waitpid on a child of ours, writing to a valid int.
+            unsafe {
+                libc::waitpid(pid, &mut status, libc::WNOHANG);
+            }
+        }
     }
 }

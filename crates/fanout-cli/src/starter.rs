@@ -11,6 +11,7 @@ use crate::flags::HiArgs;
 use crate::input::Value;
 use crate::job::{self, Finished, JobEnv, JobSpec};
 use crate::output::BacklogTicket;
+use crate::spawn;
 use crate::template::Template;
 
 /// A job the engine ran: how it ended, and with `-k` its place in the
@@ -54,7 +55,7 @@ impl std::fmt::Debug for Starter {
 impl Starter {
     /// A starter for the jobs `args` describes.
     pub(crate) fn new(args: &HiArgs, env: Arc<JobEnv>) -> Starter {
-        let fd_budget = raise_fd_limit().saturating_sub(64 + 2 * args.jobs) / 2;
+        let fd_budget = spawn::raise_open_files_limit().saturating_sub(64 + 2 * args.jobs) / 2;
         let backlog_limit = fd_budget.clamp(args.jobs.max(1), (args.jobs * 16).max(1024));
         Starter {
             template: args.template.clone(),
@@ -143,30 +144,4 @@ impl Starter {
             argv,
         }
     }
-}
-
-/// Raises the soft limit on open files to the hard limit (at most 65536),
-/// as spooled output needs descriptors; returns the limit in force.
-fn raise_fd_limit() -> usize {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit write to / read from a valid rlimit.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return 1024;
-        }
-        let wanted = limit.rlim_max.min(65536);
-        if wanted > limit.rlim_cur {
-            let raised = libc::rlimit {
-                rlim_cur: wanted,
-                rlim_max: limit.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                limit.rlim_cur = wanted;
-            }
-        }
-    }
-    usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX)
 }
