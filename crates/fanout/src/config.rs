@@ -31,6 +31,19 @@ pub enum PanicPolicy {
 /// `ulimit -n` sizes; it is also the figure the benchmarks use.
 pub const DEFAULT_LIMIT: usize = 64;
 
+/// A stream's default window, in results per unit of the limit: how many
+/// finished results may wait for the consumer (see [`FanOut::window`]).
+///
+/// 8: handing results from a lane to the consumer costs a cross-thread
+/// wake-up (microseconds when a worker has to be unparked), so a lane must
+/// be able to run well ahead of its consumer for that cost to spread over
+/// many results. On the project's benchmark a window of `limit` made a
+/// stream of trivial tasks cost about 2× a `run`, `4 × limit` 1.0–1.9×, and
+/// `8 × limit` 1.0–1.35× (`docs/BENCHMARKS.md`).
+///
+/// [`FanOut::window`]: crate::FanOut::window
+pub(crate) const DEFAULT_WINDOW_PER_SLOT: usize = 8;
+
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
     /// `None`: the mode's default ([`DEFAULT_LIMIT`] for async runs, the
@@ -43,6 +56,8 @@ pub(crate) struct Config {
     pub(crate) panics: PanicPolicy,
     pub(crate) progress: Option<Progress>,
     pub(crate) lanes: Option<usize>,
+    /// `None`: [`DEFAULT_WINDOW_PER_SLOT`] × the limit.
+    pub(crate) window: Option<usize>,
 }
 
 impl Config {
@@ -68,6 +83,7 @@ impl Default for Config {
             panics: PanicPolicy::Propagate,
             progress: None,
             lanes: None,
+            window: None,
         }
     }
 }

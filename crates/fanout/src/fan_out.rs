@@ -191,6 +191,28 @@ impl<S, R> FanOut<S, R> {
         self
     }
 
+    /// How many finished results a [`stream`](FanOut::stream) may hold for
+    /// its consumer on top of its running tasks: results handed over but not
+    /// taken yet and, in [`Order::Input`], results waiting for an earlier
+    /// input (the reorder window). At most `limit + window` inputs are in a
+    /// stream at once, running or finished and not taken; past that no new
+    /// task starts until the consumer takes some, so a slow consumer slows
+    /// the starting of tasks, never the polling of running ones, and memory
+    /// stays bounded whatever the number of inputs. With a window of 0 a
+    /// waiting result holds its task's slot, as in `futures`'
+    /// `buffered(limit)`: at most `limit` results in memory. Default: 8 ×
+    /// `limit`; lower it when results are large. Other run modes ignore it:
+    /// they collect results as tasks finish.
+    ///
+    /// Why 8 × `limit`: a result crosses from the thread that ran its task
+    /// to the consumer's, and with no window the lanes waited for the
+    /// consumer after every batch, which cost as much as the tasks;
+    /// `docs/BENCHMARKS.md` has the figures.
+    pub fn window(mut self, window: usize) -> Self {
+        self.cfg.window = Some(window);
+        self
+    }
+
     /// The number of lanes (tokio tasks that drive the task futures).
     /// Default: one per runtime worker thread, at most `limit`. An engine
     /// detail, exposed for the project's own tests and benchmarks.
@@ -404,9 +426,11 @@ impl<S: Input, R> FanOut<S, R> {
     /// given [`Order`]. A failure does not stop the stream; drop it, or call
     /// [`TaskStream::cancel`], to stop.
     ///
-    /// Memory stays O(limit) whatever the number of inputs: a result waiting
-    /// to be taken holds its task's slot, so a slow consumer slows the
-    /// starting of new tasks, never the polling of running ones.
+    /// Memory stays O(limit) whatever the number of inputs: at most
+    /// `limit + window` inputs are in the stream at once, running or finished
+    /// and not taken ([`window`](FanOut::window), default 8 × `limit`); past
+    /// that no new task starts, so a slow consumer slows the starting of
+    /// tasks, never the polling of running ones.
     ///
     /// # Panics
     /// Panics if called outside a tokio runtime.

@@ -13,9 +13,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::Span;
 
-use crate::config::{Config, PanicPolicy};
+use crate::config::{Config, PanicPolicy, DEFAULT_WINDOW_PER_SLOT};
 use crate::ctx::{BlockingTracker, TaskCtx};
-use crate::engine::{self, Collector, Done, Env, LaneSlots, Reason, RunState};
+use crate::engine::{self, Collector, Done, Env, Reason, RunState, Waiting};
 use crate::panic::Panic;
 use crate::progress::Progress;
 use crate::retry::RetryPolicy;
@@ -28,10 +28,12 @@ pub enum Order {
     /// As tasks finish. No head-of-line blocking.
     #[default]
     Completion,
-    /// In input order, through a reorder window of `limit` entries: a result
-    /// that finished ahead of an earlier input waits, holding its task's
-    /// slot, so a slow early task delays later starts, as `buffered(limit)`
-    /// does, and memory stays O(limit).
+    /// In input order, through a bounded reorder window: a result that
+    /// finished ahead of an earlier input waits; at most `limit + window`
+    /// inputs are in the stream at once (see
+    /// [`FanOut::window`](crate::FanOut::window), default 8 × `limit`), so a
+    /// slow early task delays later starts, as `buffered` does, and memory
+    /// stays O(limit).
     Input,
 }
 
@@ -59,7 +61,7 @@ type FromLaneOrdered<K, T, E> = (usize, K, Outcome<T, E>);
 struct StreamSink<K, T, E> {
     tx: Option<mpsc::UnboundedSender<FromLane<K, T, E>>>,
     lane: usize,
-    slots: Arc<[LaneSlots]>,
+    waiting: Arc<[Waiting]>,
     // Outcomes of one wake-up of the lane go out as one message, so the
     // consumer is woken once per batch rather than once per task.
     batch: Vec<Done<K, T, E>>,
@@ -85,7 +87,7 @@ impl<K: Send + 'static, T: Send + 'static, E: Send + 'static> Collector<K, T, E>
             return;
         }
         let batch = std::mem::take(&mut self.batch);
-        self.slots[self.lane]
+        self.waiting[self.lane]
             .held
             .fetch_add(batch.len(), Ordering::AcqRel);
         // The receiver is gone only when the stream was dropped, and then
@@ -102,8 +104,8 @@ impl<K: Send + 'static, T: Send + 'static, E: Send + 'static> Collector<K, T, E>
         self.tx = None;
     }
 
-    fn slots(&self) -> Option<&LaneSlots> {
-        Some(&self.slots[self.lane])
+    fn waiting(&self) -> Option<&Waiting> {
+        Some(&self.waiting[self.lane])
     }
 }
 
@@ -122,10 +124,11 @@ impl<K: Send + 'static, T: Send + 'static, E: Send + 'static> Collector<K, T, E>
 /// - The stream ends (`None`) only once every task and lane has finished.
 ///
 /// Cost: outcomes cross from their lane to the consumer through a channel,
-/// one message per batch (the outcomes of one wake-up of the lane), so a
-/// stream costs more per task than [`run`](crate::FanOut::run): about
-/// 150 ns per trivial task on the project's 2-core machine
-/// (`docs/BENCHMARKS.md`, "Scale"), against about 55 ns for `run`.
+/// one message per batch of results, so that a lane running ahead of its
+/// consumer (within the [`window`](crate::FanOut::window)) pays a thread
+/// wake-up per batch rather than per task; a trivial task costs about as
+/// much as in [`run`](crate::FanOut::run) (the ratio, measured, is in
+/// `docs/BENCHMARKS.md`).
 ///
 /// # Cancel safety
 /// [`next`](TaskStream::next) and `Stream::poll_next` are cancel safe: an
@@ -136,7 +139,12 @@ pub struct TaskStream<K, T, E> {
     /// Outcomes received in a batch and not yet taken, with their lanes.
     received: VecDeque<(usize, Done<K, T, E>)>,
     lanes: JoinSet<StreamSink<K, T, E>>,
-    slots: Arc<[LaneSlots]>,
+    waiting: Arc<[Waiting]>,
+    /// Per lane: outcomes taken by the consumer that the lane has not heard
+    /// of yet, and after how many it does. They go back in bulk rather than
+    /// one at a time, which woke the lane for one task at a time.
+    taken: Vec<usize>,
+    give_back_every: Vec<usize>,
     control: Arc<dyn RunControl>,
     blocking: Arc<BlockingTracker>,
     idle: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
@@ -196,7 +204,20 @@ where
     {
         let shared = Arc::new(RunState::for_run(source, &cfg));
         let caps = engine::lane_caps(&cfg);
-        let slots: Arc<[LaneSlots]> = caps.iter().map(|_| LaneSlots::default()).collect();
+        let limit = cfg.async_limit();
+        let window = cfg
+            .window
+            .unwrap_or(limit.saturating_mul(DEFAULT_WINDOW_PER_SLOT));
+        // Each lane's share of the window, as its share of the limit.
+        let waiting: Arc<[Waiting]> = caps
+            .iter()
+            .map(|&cap| Waiting {
+                room: window.saturating_mul(cap).div_ceil(limit),
+                ..Waiting::default()
+            })
+            .collect();
+        let give_back_every = waiting.iter().map(|w| (w.room / 4).max(1)).collect();
+        let taken = vec![0; caps.len()];
         let env = Arc::new(Env::new(f, retry, &cfg, false, span.clone()));
         let (tx, rx) = mpsc::unbounded_channel();
         let mut lanes = JoinSet::new();
@@ -204,7 +225,7 @@ where
             let sink = StreamSink {
                 tx: Some(tx.clone()),
                 lane,
-                slots: slots.clone(),
+                waiting: waiting.clone(),
                 batch: Vec::new(),
             };
             lanes.spawn(engine::lane(shared.clone(), env.clone(), cap, sink));
@@ -213,7 +234,9 @@ where
             rx,
             received: VecDeque::new(),
             lanes,
-            slots,
+            waiting,
+            taken,
+            give_back_every,
             blocking: shared.blocking.clone(),
             idle: None,
             control: shared,
@@ -247,10 +270,40 @@ where
         self.control.stop(Reason::Consumer);
     }
 
-    fn release(&self, lane: usize) {
-        let s = &self.slots[lane];
-        s.held.fetch_sub(1, Ordering::AcqRel);
-        s.freed.notify_one();
+    /// The consumer took an outcome of `lane`: the lane hears of it now if
+    /// enough of the lane's were taken, or else with the others once
+    /// nothing received is left to take
+    /// ([`release_all`](Self::release_all)).
+    fn release(&mut self, lane: usize) {
+        self.taken[lane] += 1;
+        if self.taken[lane] >= self.give_back_every[lane] {
+            self.give_back(lane);
+        }
+    }
+
+    /// Tells every lane of the outcomes taken.
+    fn release_all(&mut self) {
+        for lane in 0..self.taken.len() {
+            if self.taken[lane] > 0 {
+                self.give_back(lane);
+            }
+        }
+    }
+
+    fn give_back(&mut self, lane: usize) {
+        let w = &self.waiting[lane];
+        w.held
+            .fetch_sub(std::mem::take(&mut self.taken[lane]), Ordering::AcqRel);
+        w.taken.notify_one();
+    }
+
+    /// Hands `item` to the consumer; once nothing received is left to take,
+    /// every lane hears of the outcomes taken.
+    fn take(&mut self, item: (K, Outcome<T, E>)) -> Poll<Option<(K, Outcome<T, E>)>> {
+        if self.received.is_empty() {
+            self.release_all();
+        }
+        Poll::Ready(Some(item))
     }
 
     fn poll_outcome(&mut self, cx: &mut Context<'_>) -> Poll<Option<(K, Outcome<T, E>)>> {
@@ -267,7 +320,7 @@ where
             if self.panicked.is_none() {
                 if let Some((lane, key, outcome)) = self.reorder.as_mut().and_then(Reorder::pop) {
                     self.release(lane);
-                    return Poll::Ready(Some((key, outcome)));
+                    return self.take((key, outcome));
                 }
             }
             if let Some((lane, done)) = self.received.pop_front() {
@@ -289,11 +342,14 @@ where
                     Some(r) => r.insert(lane, done),
                     None => {
                         self.release(lane);
-                        return Poll::Ready(Some((done.1, done.2)));
+                        return self.take((done.1, done.2));
                     }
                 }
                 continue;
             }
+            // Nothing received is left to take: the lanes may be waiting for
+            // the consumer to start more tasks.
+            self.release_all();
             if !self.closed {
                 match self.rx.poll_recv(cx) {
                     Poll::Pending => return Poll::Pending,
@@ -331,7 +387,7 @@ where
             if self.panicked.is_none() && self.lane_panic.is_none() {
                 if let Some((lane, key, outcome)) = self.reorder.as_mut().and_then(Reorder::pop) {
                     self.release(lane);
-                    return Poll::Ready(Some((key, outcome)));
+                    return self.take((key, outcome));
                 }
             }
             self.finished = true;

@@ -56,30 +56,33 @@ async fn a_stream_in_input_order_yields_in_input_order_whatever_order_tasks_fini
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_stream_in_input_order_starts_at_most_limit_tasks_while_the_head_is_slow() {
+async fn a_stream_in_input_order_stops_starting_tasks_once_its_window_is_full() {
+    const LIMIT: usize = 4;
+    const WINDOW: usize = 4;
     for lanes in 1..=2 {
         let started = Arc::new(AtomicUsize::new(0));
         let consumed = Arc::new(AtomicUsize::new(0));
-        let window = Arc::new(AtomicUsize::new(0));
-        let (s, c, w) = (started.clone(), consumed.clone(), window.clone());
-        let mut stream =
-            fan_out(0..40u64)
-                .limit(4)
-                .lanes(lanes)
-                .stream(Order::Input, move |ctx, i| {
-                    let n = s.fetch_add(1, SeqCst) + 1;
-                    w.fetch_max(n - c.load(SeqCst), SeqCst);
-                    async move {
-                        // The head is slow, every other task instant.
-                        if ctx.index() == 0 {
-                            sleep(ms(1000)).await;
-                        }
-                        Ok::<_, ()>(i)
+        let ahead = Arc::new(AtomicUsize::new(0));
+        let (s, c, a) = (started.clone(), consumed.clone(), ahead.clone());
+        let mut stream = fan_out(0..40u64)
+            .limit(LIMIT)
+            .window(WINDOW)
+            .lanes(lanes)
+            .stream(Order::Input, move |ctx, i| {
+                let n = s.fetch_add(1, SeqCst) + 1;
+                a.fetch_max(n - c.load(SeqCst), SeqCst);
+                async move {
+                    // The head is slow, every other task instant.
+                    if ctx.index() == 0 {
+                        sleep(ms(1000)).await;
                     }
-                });
-        // While the head runs, the window fills and nothing more starts.
+                    Ok::<_, ()>(i)
+                }
+            });
+        // While the head runs, the results after it fill the slots and the
+        // window, and then nothing more starts.
         assert!(tokio::time::timeout(ms(500), stream.next()).await.is_err());
-        assert_eq!(started.load(SeqCst), 4, "lanes {lanes}: head + limit - 1");
+        assert_eq!(started.load(SeqCst), LIMIT + WINDOW, "lanes {lanes}");
         let mut next = 0;
         while let Some((k, o)) = stream.next().await {
             assert_eq!((k, o.unwrap()), (next, next as u64));
@@ -88,7 +91,7 @@ async fn a_stream_in_input_order_starts_at_most_limit_tasks_while_the_head_is_sl
         }
         assert_eq!(next, 40);
         assert!(
-            window.load(SeqCst) <= 4,
+            ahead.load(SeqCst) <= LIMIT + WINDOW,
             "lanes {lanes}: started but not consumed"
         );
     }
@@ -187,40 +190,47 @@ async fn a_slow_consumer_does_not_stall_tasks_already_in_flight() {
 /// A result waiting to be taken holds its task's slot; once the consumer
 /// takes it, the slot is free and the next input starts at once.
 #[tokio::test(start_paused = true)]
-async fn a_slot_freed_by_the_consumer_is_reused_at_once() {
+async fn a_slot_held_by_a_waiting_result_is_reused_as_soon_as_the_consumer_takes_it() {
     for order in [Order::Completion, Order::Input] {
-        let t0 = Instant::now();
-        let starts = Arc::new(Mutex::new(vec![None; 6]));
-        let st = starts.clone();
-        let mut stream = fan_out(0..6u64)
-            .limit(3)
-            .lanes(1)
-            .stream(order, move |ctx, i| {
-                st.lock().unwrap()[ctx.index()] = Some(since(t0));
-                async move {
-                    // Inputs 0 and 1 are instant; the others take 1 s.
-                    if i >= 2 {
-                        sleep(ms(1000)).await;
-                    }
-                    Ok::<_, ()>(i)
-                }
-            });
-        // Take one result at 10 ms and another at 20 ms.
-        sleep(ms(10)).await;
-        assert_eq!(stream.next().await.unwrap().0, 0);
-        sleep(ms(10)).await;
-        assert_eq!(stream.next().await.unwrap().0, 1);
-        sleep(ms(10)).await;
-        {
-            let starts = starts.lock().unwrap();
-            // 0, 1, 2 at once; 3 when result 0 was taken; 4 when result 1 was.
+        // (window, start times of inputs 0 to 4)
+        for (window, want) in [
+            // No window: results 0 and 1 hold their slots; 3 starts when
+            // result 0 is taken (10 ms), 4 when result 1 is (20 ms).
+            (0, [Some(0), Some(0), Some(0), Some(10), Some(20)]),
+            // A window of one: result 1 holds a slot, result 0 does not.
+            (1, [Some(0), Some(0), Some(0), Some(0), Some(10)]),
+        ] {
+            let t0 = Instant::now();
+            let starts = Arc::new(Mutex::new(vec![None; 6]));
+            let st = starts.clone();
+            let mut stream =
+                fan_out(0..6u64)
+                    .limit(3)
+                    .window(window)
+                    .lanes(1)
+                    .stream(order, move |ctx, i| {
+                        st.lock().unwrap()[ctx.index()] = Some(since(t0));
+                        async move {
+                            // Inputs 0 and 1 are instant; the others take 1 s.
+                            if i >= 2 {
+                                sleep(ms(1000)).await;
+                            }
+                            Ok::<_, ()>(i)
+                        }
+                    });
+            // Take one result at 10 ms and another at 20 ms.
+            sleep(ms(10)).await;
+            assert_eq!(stream.next().await.unwrap().0, 0);
+            sleep(ms(10)).await;
+            assert_eq!(stream.next().await.unwrap().0, 1);
+            sleep(ms(10)).await;
             assert_eq!(
-                starts[..5],
-                [Some(0), Some(0), Some(0), Some(10), Some(20)],
-                "{order:?}"
+                starts.lock().unwrap()[..5],
+                want,
+                "{order:?}, window {window}"
             );
+            while stream.next().await.is_some() {}
         }
-        while stream.next().await.is_some() {}
     }
 }
 
@@ -243,7 +253,8 @@ async fn cancel_yields_the_remaining_outcomes_and_then_ends() {
                     Ok::<_, ()>(i)
                 }
             });
-    // Inputs 0 and 1 finish at 1 ms; 2 and 3 never do.
+    // Inputs 0 and 1 finish at 1 ms; their slots then start 4 and 5. Inputs
+    // 2 to 5 never finish.
     sleep(ms(5)).await;
     let (first, o) = stream.next().await.unwrap();
     o.unwrap();
@@ -259,7 +270,9 @@ async fn cancel_yields_the_remaining_outcomes_and_then_ends() {
         [
             (other, Ok(other as u64)),
             (2, Err("cancelled")),
-            (3, Err("cancelled"))
+            (3, Err("cancelled")),
+            (4, Err("cancelled")),
+            (5, Err("cancelled"))
         ],
         "the finished result is still yielded, running tasks are cancelled, \
          unpulled inputs yield nothing"

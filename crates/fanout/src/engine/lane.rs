@@ -26,8 +26,9 @@ pub(crate) trait Collector<K, T, E>: Send {
     /// The failure pushed with `seq` is the one that stopped the run.
     fn set_root(&mut self, _seq: usize) {}
 
-    /// For streams: the slots held by results the consumer has not taken yet.
-    fn slots(&self) -> Option<&LaneSlots> {
+    /// For streams: the lane's results that wait for the consumer, and how
+    /// many may.
+    fn waiting(&self) -> Option<&Waiting> {
         None
     }
 
@@ -52,12 +53,14 @@ pub(crate) trait Collector<K, T, E>: Send {
     }
 }
 
-/// A lane's slots held by delivered-but-unconsumed stream results, and the
-/// signal the consumer gives when it frees some.
+/// A stream lane's results handed over but not taken by the consumer yet,
+/// how many may wait without holding a slot (the lane's share of the
+/// stream's window), and the signal the consumer gives when it takes some.
 #[derive(Debug, Default)]
-pub(crate) struct LaneSlots {
+pub(crate) struct Waiting {
     pub(crate) held: AtomicUsize,
-    pub(crate) freed: Notify,
+    pub(crate) room: usize,
+    pub(crate) taken: Notify,
 }
 
 /// How many tasks a lane may finish without waiting before it yields to
@@ -69,7 +72,8 @@ enum Event {
     Done,
     Stop,
     GraceOver,
-    SlotFreed,
+    /// A stream's consumer took results, freeing slots they held.
+    Taken,
 }
 
 /// Pulls inputs while the lane has free slots and the run has not stopped,
@@ -141,8 +145,13 @@ where
                 grace.set(Some(tokio::time::sleep(env.grace)));
             }
         }
-        let held = sink.slots().map_or(0, |s| s.held.load(Ordering::Acquire)) + sink.pending();
-        let free = cap.saturating_sub(tasks.len() + held);
+        // A stream's results waiting for the consumer beyond the lane's share
+        // of the window hold slots: a stream holds at most `limit + window`
+        // inputs, running or finished and not taken.
+        let over = sink.waiting().map_or(0, |w| {
+            (w.held.load(Ordering::Acquire) + sink.pending()).saturating_sub(w.room)
+        });
+        let free = cap.saturating_sub(tasks.len() + over);
         if !stopping && !exhausted && free > 0 {
             exhausted = shared.pull(free, |index, key, item| pulled.push((index, key, item)));
             for (index, key, item) in pulled.drain(..) {
@@ -193,14 +202,13 @@ where
             break;
         }
         sink.flush();
-        // Listen for the consumer whenever it holds results of this lane: a
-        // slot it frees must be refilled at once, not when a task next ends.
-        let blocked_on_consumer = held > 0;
+        // Listen for the consumer whenever results hold slots: a slot it
+        // frees must be refilled at once, not when a task next ends.
+        let waiting = sink.waiting().filter(|_| over > 0);
         let event = {
-            let slots = sink.slots().filter(|_| blocked_on_consumer);
-            let mut freed = pin!(async move {
-                match slots {
-                    Some(s) => s.freed.notified().await,
+            let mut taken = pin!(async move {
+                match waiting {
+                    Some(w) => w.taken.notified().await,
                     None => std::future::pending().await,
                 }
             });
@@ -217,8 +225,8 @@ where
                         return Poll::Ready(Event::GraceOver);
                     }
                 }
-                if freed.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Event::SlotFreed);
+                if taken.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Event::Taken);
                 }
                 Poll::Pending
             })
@@ -241,7 +249,7 @@ where
                 tasks.clear();
                 deliver_aborted(&shared, &env, &mut sink, aborted);
             }
-            Event::SlotFreed => {}
+            Event::Taken => {}
         }
     }
     drop(tasks);

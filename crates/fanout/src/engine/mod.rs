@@ -26,7 +26,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Span;
 
-pub(crate) use lane::{lane, Collector, LaneSlots};
+pub(crate) use lane::{lane, Collector, Waiting};
 pub(crate) use task::Done;
 
 use crate::config::{Config, PanicPolicy};
