@@ -97,11 +97,14 @@ impl Plan {
         } = self;
         // Jobs are never dropped by the engine (`Duration::MAX` grace): each
         // job reaps its own process, and fanout terminates the process
-        // groups itself when the run stops.
+        // groups itself when the run stops. A finished job holds its slot
+        // until this loop has taken it (window 0): the halt policy decides
+        // on it before the next job starts, as in GNU parallel.
         let mut stream = {
             let starter = starter.clone();
             fanout::fan_out_keyed(jobs)
                 .limit(limit)
+                .window(0)
                 .grace(Duration::MAX)
                 .panics(PanicPolicy::AsError)
                 .stream(Order::Completion, move |task, inputs| {

@@ -1,11 +1,12 @@
 //! What a task knows about itself.
 
-use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::future::{poll_fn, Future};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use tokio::sync::Notify;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+
+use crate::sync::{AtomicUsize, AtomicWaker, Ordering};
 
 /// What the tasks of one lane share: the run's token and the count of
 /// blocking closures still running.
@@ -18,33 +19,50 @@ pub(crate) struct CtxShared {
 /// Counts the blocking closures a run's tasks started with
 /// [`TaskCtx::spawn_blocking`], so that the run returns only once they have
 /// all returned: tokio cannot abort a blocking thread.
+///
+/// One waiter at a time: the run that owns it, once its tasks are gone.
 #[derive(Debug, Default)]
 pub(crate) struct BlockingTracker {
     alive: AtomicUsize,
-    idle: Notify,
+    idle: AtomicWaker,
 }
 
 impl BlockingTracker {
+    /// Ready once no closure is running; otherwise registers `cx` to be
+    /// woken when the last one returns.
+    pub(crate) fn poll_idle(&self, cx: &Context<'_>) -> Poll<()> {
+        if self.alive.load(Ordering::Acquire) == 0 {
+            return Poll::Ready(());
+        }
+        self.idle.register(cx.waker());
+        // Checked again after registering: a closure that returned in
+        // between woke whatever waker was registered before.
+        if self.alive.load(Ordering::Acquire) == 0 {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
     /// Completes once no closure is running.
     pub(crate) async fn wait_idle(&self) {
-        loop {
-            let notified = self.idle.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.alive.load(Ordering::Acquire) == 0 {
-                return;
-            }
-            notified.await;
-        }
+        poll_fn(|cx| self.poll_idle(cx)).await;
+    }
+
+    /// A closure starts; the returned guard says when it has returned.
+    pub(crate) fn start(self: &Arc<Self>) -> Alive {
+        self.alive.fetch_add(1, Ordering::AcqRel);
+        Alive(self.clone())
     }
 }
 
-struct Alive(Arc<BlockingTracker>);
+/// A running blocking closure, counted by its tracker until dropped.
+pub(crate) struct Alive(Arc<BlockingTracker>);
 
 impl Drop for Alive {
     fn drop(&mut self) {
         if self.0.alive.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.idle.notify_waiters();
+            self.0.idle.wake();
         }
     }
 }
@@ -133,9 +151,7 @@ impl<K> TaskCtx<K> {
         F: FnOnce(&CancellationToken) -> R + Send + 'static,
         R: Send + 'static,
     {
-        let tracker = self.shared.blocking.clone();
-        tracker.alive.fetch_add(1, Ordering::AcqRel);
-        let alive = Alive(tracker);
+        let alive = self.shared.blocking.start();
         let token = self.shared.token.clone();
         let handle = tokio::task::spawn_blocking(move || {
             let _alive = alive;
@@ -152,5 +168,32 @@ impl<K> TaskCtx<K> {
                 },
             }
         }
+    }
+}
+
+/// Model check of the tracker with loom (see `engine/loom.rs` for how to
+/// run it): the run waiting for its blocking closures hears the last one
+/// return, whichever way their ends interleave with its check.
+#[cfg(all(test, fanout_loom))]
+mod loom {
+    use std::sync::Arc;
+
+    use super::BlockingTracker;
+
+    #[test]
+    fn loom_the_run_hears_the_last_blocking_closure_return() {
+        loom::model(|| {
+            let tracker = Arc::new(BlockingTracker::default());
+            let closures: Vec<_> = (0..2)
+                .map(|_| {
+                    let alive = tracker.start();
+                    loom::thread::spawn(move || drop(alive))
+                })
+                .collect();
+            loom::future::block_on(tracker.wait_idle());
+            for c in closures {
+                c.join().unwrap();
+            }
+        });
     }
 }

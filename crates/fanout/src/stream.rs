@@ -147,7 +147,6 @@ pub struct TaskStream<K, T, E> {
     give_back_every: Vec<usize>,
     control: Arc<dyn RunControl>,
     blocking: Arc<BlockingTracker>,
-    idle: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
     reorder: Option<Reorder<K, T, E>>,
     panics: PanicPolicy,
     panicked: Option<Panic>,
@@ -238,7 +237,6 @@ where
             taken,
             give_back_every,
             blocking: shared.blocking.clone(),
-            idle: None,
             control: shared,
             reorder: (order == Order::Input).then(|| Reorder {
                 next: 0,
@@ -376,12 +374,7 @@ where
             }
             // Blocking closures started by tasks cannot be aborted: the
             // stream ends only once they have returned.
-            let blocking = &self.blocking;
-            let idle = self.idle.get_or_insert_with(|| {
-                let t = blocking.clone();
-                Box::pin(async move { t.wait_idle().await })
-            });
-            if idle.as_mut().poll(cx).is_pending() {
+            if self.blocking.poll_idle(cx).is_pending() {
                 return Poll::Pending;
             }
             if self.panicked.is_none() && self.lane_panic.is_none() {

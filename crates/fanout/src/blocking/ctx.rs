@@ -1,9 +1,10 @@
 //! What a blocking closure knows about itself.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
+
+use crate::sync::{AtomicBool, Ordering};
 
 /// Handed (by reference) to every attempt of a blocking closure: its
 /// position, key, attempt number, and the run's stop signal.

@@ -9,14 +9,14 @@
 //! checked against the stop flag right before its closure starts.
 
 mod ctx;
+#[cfg(all(test, fanout_loom))]
+mod loom;
 mod run;
 
 use std::collections::VecDeque;
 use std::ops::ControlFlow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
@@ -29,6 +29,7 @@ use crate::engine::{Collected, Collector, Delivery, Done, Reason, RunState};
 use crate::panic::Panic;
 use crate::retry::RetryPolicy;
 use crate::source::Input;
+use crate::sync::{AtomicUsize, Condvar, Mutex, Ordering, PoisonError};
 use crate::task_error::{Outcome, TaskError};
 
 /// The most inputs a thread pulls at once.

@@ -3,8 +3,7 @@
 
 use std::future::{poll_fn, Future};
 use std::pin::pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::task::Poll;
 
 use tokio::sync::Notify;
@@ -16,6 +15,7 @@ use super::{Env, Reason, RunState};
 use crate::ctx::{CtxShared, TaskCtx};
 use crate::retry::RetryPolicy;
 use crate::source::SendInput;
+use crate::sync::{AtomicUsize, Mutex, Ordering, PoisonError};
 
 /// Where a lane delivers finished tasks.
 pub(crate) trait Collector<K, T, E>: Send {

@@ -14,12 +14,13 @@
 
 pub(crate) mod finish;
 mod lane;
+#[cfg(all(test, fanout_loom))]
+mod loom;
 mod slab;
 mod task;
 
 use std::any::Any;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinSet;
@@ -34,6 +35,7 @@ use crate::ctx::BlockingTracker;
 use crate::error::{Cause, Failure};
 use crate::progress::Progress;
 use crate::source::SendInput;
+use crate::sync::{AtomicBool, AtomicU8, AtomicUsize, Mutex, Ordering, PoisonError};
 use crate::task_error::TaskError;
 
 /// Why a run stopped; the first writer wins.

@@ -4,8 +4,7 @@
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
@@ -16,6 +15,7 @@ use crate::ctx::{CtxShared, TaskCtx};
 use crate::panic::Panic;
 use crate::progress::Progress;
 use crate::retry::RetryPolicy;
+use crate::sync::{AtomicBool, Mutex, Ordering, PoisonError};
 use crate::task_error::{Outcome, TaskError};
 
 /// A finished task: its index, key and outcome.
