@@ -190,7 +190,7 @@ def parse_curation(path: str) -> dict[str, dict[str, str]]:
                 die(f"{path}:{n}: field before `id:`")
             if k not in {
                 "fixture", "exclude", "include", "order", "filter", "after",
-                "serial", "stdin", "note", "expect-start", "cut", "prelude",
+                "serial", "stdin", "note", "expect-start", "cut", "prelude", "attempts",
             }:
                 die(f"{path}:{n}: unknown field {k}")
             rec[k] = v
@@ -278,6 +278,7 @@ def render(examples, skipped, curation) -> str:
         "# status (run | exclude), reason (for exclude), order (exact: stdout",
         "# and files compared byte for byte; sorted: compared as multisets of",
         "# lines), serial (run alone: touches fixed paths outside its dir),",
+        "# attempts (a documented race: identical if any of N runs is),",
         "# fixture (bash run in the fresh work dir first), filter (bash",
         "# filter applied to stdout before comparing), after (bash run in the",
         "# work dir afterwards), stdin (text given on stdin), command (the",
@@ -328,6 +329,8 @@ def render(examples, skipped, curation) -> str:
             out.append(f"order: {c.get('order', default_order(ex['command']))}")
             if "serial" in c:
                 out.append("serial: yes")
+            if "attempts" in c:
+                out.append(f"attempts: {c['attempts']}")
             fixture = "\n".join(
                 f for f in (DEFAULT_FIXTURE.get(ex["doc"]), c.get("fixture")) if f
             )
