@@ -667,7 +667,7 @@ fn gnu_parallel_documentation_examples() {
     let examples: Vec<&Example> = all
         .iter()
         .filter(|e| e.run)
-        .filter(|e| only.as_ref().map_or(true, |o| o.contains(&e.id)))
+        .filter(|e| only.as_ref().is_none_or(|o| o.contains(&e.id)))
         .collect();
     let home = parallel_home_template(&gnu);
     let home = home.path();
