@@ -449,3 +449,30 @@ async fn a_stream_with_nothing_ready_is_waited_for_by_every_lane_with_a_free_slo
     assert_eq!(out, (0..200).map(|i| i * 2).collect::<Vec<_>>());
     producer.await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_burst_of_stream_inputs_all_start_even_when_the_stream_then_waits() {
+    // Three inputs come at once after 10 ms, then nothing for a long time:
+    // the three must start at once, not when the stream gives a fourth.
+    let started = Arc::new(AtomicUsize::new(0));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
+    let input = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    let s = started.clone();
+    let run = tokio::spawn(
+        fanout::fan_out_stream(input)
+            .limit(8)
+            .lanes(1)
+            .run(move |_ctx, i| {
+                s.fetch_add(1, SeqCst);
+                async move { Ok::<_, E>(i) }
+            }),
+    );
+    sleep(ms(1)).await;
+    for i in 0..3 {
+        tx.send(i).unwrap();
+    }
+    sleep(ms(10)).await;
+    assert_eq!(started.load(SeqCst), 3, "inputs pulled but not started");
+    drop(tx);
+    assert_eq!(run.await.unwrap().unwrap(), [0, 1, 2]);
+}

@@ -216,8 +216,9 @@ impl<S> RunState<S> {
 
     /// Pulls up to `n` inputs under the lock, handing each to `take` with its
     /// index; stops early at the end of the input, when the run has stopped,
-    /// or when a stream input has nothing ready (then `cx` is woken when it
-    /// has). A panic of the input is kept for the caller, and stops the run.
+    /// or when a stream input has nothing ready. `Pending` only when nothing
+    /// was taken (then `cx` is woken when the stream has an input). A panic
+    /// of the input is kept for the caller, and stops the run.
     pub(crate) fn pull(
         &self,
         n: usize,
@@ -228,7 +229,7 @@ impl<S> RunState<S> {
         S: crate::source::Input,
     {
         let mut pull = self.pull.lock().unwrap_or_else(PoisonError::into_inner);
-        for _ in 0..n {
+        for taken in 0..n {
             if pull.exhausted {
                 return Pulled::Exhausted;
             }
@@ -240,6 +241,9 @@ impl<S> RunState<S> {
             match self.poll_input(&mut pull, cx) {
                 Poll::Ready(Some((index, key, item))) => take(index, key, item),
                 Poll::Ready(None) => return Pulled::Exhausted,
+                // Inputs taken before the stream ran dry must be started:
+                // only a pull that took nothing waits.
+                Poll::Pending if taken > 0 => return Pulled::Some,
                 Poll::Pending => return Pulled::Pending,
             }
         }
@@ -254,11 +258,7 @@ impl<S> RunState<S> {
     /// ready, and then `cx` is registered to hear when it has: registered
     /// before a second poll, so that an item arriving in between is not
     /// missed. An iterator is polled once, without touching the waiters.
-    fn poll_input(
-        &self,
-        pull: &mut Pull<S>,
-        cx: &Context<'_>,
-    ) -> Poll<Option<Pulling<S>>>
+    fn poll_input(&self, pull: &mut Pull<S>, cx: &Context<'_>) -> Poll<Option<Pulling<S>>>
     where
         S: crate::source::Input,
     {
@@ -271,11 +271,7 @@ impl<S> RunState<S> {
         polled
     }
 
-    fn poll_source(
-        &self,
-        pull: &mut Pull<S>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Pulling<S>>>
+    fn poll_source(&self, pull: &mut Pull<S>, cx: &mut Context<'_>) -> Poll<Option<Pulling<S>>>
     where
         S: crate::source::Input,
     {
