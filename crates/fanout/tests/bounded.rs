@@ -476,3 +476,47 @@ async fn a_burst_of_stream_inputs_all_start_even_when_the_stream_then_waits() {
     drop(tx);
     assert_eq!(run.await.unwrap().unwrap(), [0, 1, 2]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_input_that_comes_in_bursts_never_runs_more_than_limit_at_once() {
+    // Inputs come in bursts of 8, each after the previous burst has run
+    // (a queue handing out batches): every lane waits on the stream when a
+    // burst comes, and a lane must not pull more than its free slots.
+    for order in [Order::Completion, Order::Input] {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, u64)>();
+        let input = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+        let producer = tokio::spawn(async move {
+            for burst in 0..6u64 {
+                for i in 0..8 {
+                    tx.send((burst * 8 + i, burst)).unwrap();
+                }
+                sleep(ms(40)).await;
+            }
+        });
+        let live = Live::new();
+        let l = live.clone();
+        let mut stream =
+            fanout::fan_out_keyed_stream(input)
+                .limit(4)
+                .stream(order, move |ctx, _burst| {
+                    let l = l.clone();
+                    let k = *ctx.key();
+                    async move {
+                        let _g = l.guard();
+                        sleep(ms(5)).await;
+                        Ok::<_, E>(k)
+                    }
+                });
+        let mut n = 0;
+        while let Some((_, o)) = timeout(secs(20), stream.next())
+            .await
+            .expect("the run hung")
+        {
+            o.unwrap();
+            n += 1;
+        }
+        producer.await.unwrap();
+        assert_eq!(n, 48);
+        assert!(live.max() <= 4, "{order:?}: {} ran at once", live.max());
+    }
+}

@@ -156,7 +156,9 @@ where
         let over = sink.waiting().map_or(0, |w| {
             (w.held.load(Ordering::Acquire) + sink.pending()).saturating_sub(w.room)
         });
-        let free = cap.saturating_sub(tasks.len() + over);
+        // Inputs pulled while waiting (an `Event::Input`) are not started
+        // yet: they hold slots too.
+        let free = cap.saturating_sub(tasks.len() + pulled.len() + over);
         if !stopping && !exhausted && free > 0 {
             let got = poll_fn(|cx| {
                 Poll::Ready(shared.pull(free, cx, |index, key, item| {
