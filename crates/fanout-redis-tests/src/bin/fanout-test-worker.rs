@@ -1,0 +1,64 @@
+//! A worker process for the conformance suite: serves the test `job`
+//! handler on a Redis until SIGTERM, logging executions to a file.
+//!
+//! `fanout-test-worker --redis URL [--id ID] [--limit N] [--lease-ms MS]
+//! [--max-deliveries N] [--log PATH] [--other-types]`. Prints `ready` once
+//! it has announced itself, and its report when it stops.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use fanout_redis::{RedisBroker, Worker};
+use fanout_redis_tests::handler::{job_worker, JOB_OTHER_TYPES};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio_util::sync::CancellationToken;
+
+#[tokio::main]
+async fn main() {
+    let mut args = std::env::args().skip(1);
+    let (mut url, mut id, mut limit, mut lease_ms, mut max_deliveries) =
+        (String::new(), None, 8usize, 2000u64, 3u32);
+    let mut log: Option<PathBuf> = None;
+    let mut other_types = false;
+    while let Some(a) = args.next() {
+        let mut value = || args.next().expect("a value");
+        match a.as_str() {
+            "--redis" => url = value(),
+            "--id" => id = Some(value()),
+            "--limit" => limit = value().parse().expect("--limit N"),
+            "--lease-ms" => lease_ms = value().parse().expect("--lease-ms MS"),
+            "--max-deliveries" => max_deliveries = value().parse().expect("--max-deliveries N"),
+            "--log" => log = Some(PathBuf::from(value())),
+            "--other-types" => other_types = true,
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    let broker = RedisBroker::connect(&url).await.expect("connect to Redis");
+    let worker = if other_types {
+        Worker::new(broker).serve(&JOB_OTHER_TYPES, |_ctx, s: String| async move { Ok(s) })
+    } else {
+        job_worker(broker, log)
+    };
+    let mut worker = worker
+        .limit(limit)
+        .lease(Duration::from_millis(lease_ms))
+        .max_deliveries(max_deliveries)
+        .drain(Duration::from_secs(5));
+    if let Some(id) = id {
+        worker = worker.id(id);
+    }
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    let mut term = signal(SignalKind::terminate()).expect("handle SIGTERM");
+    tokio::spawn(async move {
+        term.recv().await;
+        stop.cancel();
+    });
+    // `run` announces the worker before it takes tasks; give it a moment
+    // to do so, then say so.
+    let run = tokio::spawn(worker.run(shutdown));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    println!("ready");
+    let report = run.await.expect("the worker's task").expect("the worker");
+    println!("{report:?}");
+}

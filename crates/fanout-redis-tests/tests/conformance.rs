@@ -1,0 +1,400 @@
+//! The conformance suite: each test is written once, generic over the
+//! broker, and runs twice: on the memory broker with workers as tasks of
+//! the test, and on a real Redis (started by the test, stopped by pid) with
+//! workers as separate processes. Test `x` runs as `x::memory` and
+//! `x::redis`.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use common::{Farm, MemoryFarm, RedisFarm, WorkerOpts};
+use fanout::{PanicPolicy, Retry, TaskError};
+use fanout_redis::{Broker, Coordinator, Cursor};
+use fanout_redis_tests::handler::{executions, Job, JOB, NOBODY};
+use fanout_redis_tests::server;
+
+/// Runs a generic test on both brokers.
+macro_rules! on_both {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn memory() {
+                let dir = tempfile::tempdir().unwrap();
+                super::$name(super::MemoryFarm::new(dir.path()), dir.path()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn redis() {
+                if !super::server::available() {
+                    return;
+                }
+                let dir = tempfile::tempdir().unwrap();
+                super::$name(super::RedisFarm::new(dir.path(), &[]), dir.path()).await;
+            }
+        }
+    };
+}
+
+/// Waits (bounded) until `pred` holds of the execution log.
+async fn until_log(
+    log: &Path,
+    what: &str,
+    pred: impl Fn(&[fanout_redis_tests::handler::Execution]) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if pred(&executions(log)) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The records of `run` on the broker, as `(index, attempt)`.
+async fn records<B: Broker>(broker: &B, run: &str) -> Vec<(u64, u32)> {
+    let (_, recs) = broker
+        .results(run, &Cursor::start(), Duration::from_millis(1))
+        .await
+        .unwrap();
+    recs.iter()
+        .map(|r| {
+            let rec: (u64, u32) = fanout_redis_tests_decode(r);
+            rec
+        })
+        .collect()
+}
+
+/// `(index, attempt)` of an encoded record (its first two fields: postcard
+/// varints).
+fn fanout_redis_tests_decode(bytes: &[u8]) -> (u64, u32) {
+    fn varint(b: &[u8], at: &mut usize) -> u64 {
+        let (mut v, mut shift) = (0u64, 0);
+        loop {
+            let byte = b[*at];
+            *at += 1;
+            v |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return v;
+            }
+            shift += 7;
+        }
+    }
+    let mut at = 0;
+    let index = varint(bytes, &mut at);
+    let attempt = varint(bytes, &mut at) as u32;
+    (index, attempt)
+}
+
+async fn results_come_back_in_input_order_and_by_key(mut farm: impl Farm, _dir: &Path) {
+    farm.start_worker(WorkerOpts::default()).await;
+    farm.start_worker(WorkerOpts::default()).await;
+    let coordinator = Coordinator::new(farm.broker().await);
+    // Later inputs finish first.
+    let jobs: Vec<Job> = (0..60).map(|i| Job::sleepy(i, 60 - i)).collect();
+    let out = coordinator.fan_out(jobs).limit(16).run(&JOB).await.unwrap();
+    assert_eq!(out, (0..60u64).map(|i| i * i).collect::<Vec<_>>());
+    let keyed: BTreeMap<String, Job> = (0..20)
+        .map(|i| (format!("k{i:02}"), Job::sleepy(i, 20 - i)))
+        .collect();
+    let pairs = coordinator.fan_out_keyed(keyed).run(&JOB).await.unwrap();
+    let want: Vec<(String, u64)> = (0..20).map(|i| (format!("k{i:02}"), i * i)).collect();
+    assert_eq!(pairs, want);
+    farm.stop().await;
+}
+on_both!(results_come_back_in_input_order_and_by_key);
+
+async fn a_collect_all_report_has_one_outcome_per_input(mut farm: impl Farm, _dir: &Path) {
+    farm.start_worker(WorkerOpts::default()).await;
+    let coordinator = Coordinator::new(farm.broker().await);
+    let jobs: Vec<Job> = (0..30)
+        .map(|i| Job {
+            value: i,
+            fail: i % 10 == 3,
+            panic: i % 10 == 7,
+            ..Job::default()
+        })
+        .collect();
+    let report = coordinator
+        .fan_out(jobs)
+        .panics(PanicPolicy::AsError)
+        .run_all(&JOB)
+        .await;
+    assert_eq!(report.len(), 30);
+    let c = report.counts();
+    assert_eq!((c.succeeded, c.failed, c.panicked), (24, 3, 3), "{c}");
+    for (i, (k, o)) in report.outcomes().iter().enumerate() {
+        assert_eq!(*k, i);
+        match i % 10 {
+            3 => assert_eq!(
+                o.as_ref().unwrap_err().as_failed(),
+                Some(&format!("boom {i}"))
+            ),
+            7 => match o {
+                Err(TaskError::Panicked(p)) => {
+                    assert_eq!(p.message(), Some(format!("kaboom {i}").as_str()))
+                }
+                other => panic!("input {i}: {other:?}"),
+            },
+            _ => assert_eq!(o.as_ref().ok(), Some(&(i as u64 * i as u64))),
+        }
+    }
+    farm.stop().await;
+}
+on_both!(a_collect_all_report_has_one_outcome_per_input);
+
+async fn fail_fast_cancels_the_siblings_running_on_other_workers(mut farm: impl Farm, _dir: &Path) {
+    // Four slots each: the eight tasks need both workers.
+    let opts = WorkerOpts {
+        limit: 4,
+        ..WorkerOpts::default()
+    };
+    farm.start_worker(opts.clone()).await;
+    farm.start_worker(opts).await;
+    let coordinator = Coordinator::new(farm.broker().await);
+    // Task 0 fails once the others run; they would sleep a minute.
+    let mut jobs: Vec<Job> = (0..8).map(|i| Job::sleepy(i, 60_000)).collect();
+    jobs[0] = Job {
+        value: 0,
+        sleep_ms: 300,
+        fail: true,
+        ..Job::default()
+    };
+    let err = coordinator
+        .fan_out(jobs)
+        .limit(8)
+        .run(&JOB)
+        .await
+        .unwrap_err();
+    assert_eq!(err.key(), Some(&0));
+    assert_eq!(err.task_error().map(String::as_str), Some("boom 0"));
+    let c = err.counts();
+    assert_eq!(c.failed, 1);
+    assert_eq!(c.cancelled + c.not_started, 7, "{c}");
+    // Every sibling that started heard the cancellation on its worker.
+    let log = farm.log().to_owned();
+    until_log(&log, "every started sibling cancelled", |e| {
+        let started: Vec<u64> = e
+            .iter()
+            .filter(|x| x.what == "start" && x.index != 0)
+            .map(|x| x.index)
+            .collect();
+        !started.is_empty()
+            && started
+                .iter()
+                .all(|i| e.iter().any(|x| x.what == "cancelled" && x.index == *i))
+    })
+    .await;
+    let workers: std::collections::BTreeSet<String> = executions(&log)
+        .into_iter()
+        .filter(|x| x.what == "cancelled")
+        .map(|x| x.worker)
+        .collect();
+    assert_eq!(
+        workers.len(),
+        2,
+        "both workers had siblings to cancel: {workers:?} {:#?}",
+        executions(&log)
+    );
+    assert!(!executions(&log)
+        .iter()
+        .any(|x| x.what == "end" && x.index != 0));
+    farm.stop().await;
+}
+on_both!(fail_fast_cancels_the_siblings_running_on_other_workers);
+
+async fn a_timeout_counts_from_the_attempts_start_on_the_worker(mut farm: impl Farm, _dir: &Path) {
+    // One slot: the second task waits in the queue longer than the
+    // timeout, which must not count.
+    farm.start_worker(WorkerOpts {
+        limit: 1,
+        ..WorkerOpts::default()
+    })
+    .await;
+    let coordinator = Coordinator::new(farm.broker().await);
+    let report = coordinator
+        .fan_out([
+            Job::sleepy(1, 300),
+            Job::sleepy(2, 10),
+            Job::sleepy(3, 5_000),
+        ])
+        .timeout(Duration::from_millis(1000))
+        .run_all(&JOB)
+        .await;
+    let kinds: Vec<&str> = report
+        .outcomes()
+        .iter()
+        .map(|(_, o)| o.as_ref().err().map_or("ok", |e| e.kind()))
+        .collect();
+    assert_eq!(kinds, ["ok", "ok", "timeout"]);
+    assert!(
+        matches!(report.outcomes()[2].1, Err(TaskError::TimedOut(d)) if d == Duration::from_millis(1000))
+    );
+    farm.stop().await;
+}
+on_both!(a_timeout_counts_from_the_attempts_start_on_the_worker);
+
+async fn a_transient_failure_is_retried_with_backoff_by_any_worker(
+    mut farm: impl Farm,
+    _dir: &Path,
+) {
+    farm.start_worker(WorkerOpts::default()).await;
+    farm.start_worker(WorkerOpts::default()).await;
+    let broker = farm.broker().await;
+    let coordinator = Coordinator::new(broker.clone());
+    let jobs: Vec<Job> = (0..4)
+        .map(|i| Job {
+            value: i,
+            fail_until_attempt: 2,
+            ..Job::default()
+        })
+        .collect();
+    let out = coordinator
+        .fan_out(jobs.clone())
+        .id("retried")
+        .retry(Retry::attempts(3).backoff(Duration::from_millis(100)))
+        .run(&JOB)
+        .await
+        .unwrap();
+    assert_eq!(out, [0, 1, 4, 9]);
+    // Three attempts each, each recorded once.
+    let mut recs = records(&broker, "retried").await;
+    recs.sort_unstable();
+    let want: Vec<(u64, u32)> = (0..4).flat_map(|i| (1..=3).map(move |a| (i, a))).collect();
+    assert_eq!(recs, want);
+    // With too few attempts, the last error comes back.
+    let err = coordinator
+        .fan_out(jobs)
+        .retry(Retry::attempts(2).backoff(Duration::from_millis(10)))
+        .run(&JOB)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.task_error().map(String::as_str),
+        Some("attempt 2 fails")
+    );
+    farm.stop().await;
+}
+on_both!(a_transient_failure_is_retried_with_backoff_by_any_worker);
+
+async fn a_handler_nobody_serves_is_reported_not_waited_for(mut farm: impl Farm, _dir: &Path) {
+    farm.start_worker(WorkerOpts::default()).await;
+    let coordinator = Coordinator::new(farm.broker().await);
+    let err = coordinator
+        .fan_out([Job::square(1), Job::square(2)])
+        .worker_wait(Duration::from_millis(300))
+        .run(&NOBODY)
+        .await
+        .unwrap_err();
+    let Some(TaskError::Undeliverable(why)) = err.failure().map(|f| &f.error) else {
+        panic!("{err:?}");
+    };
+    assert!(why.contains("no worker serves handler 'nobody'"), "{why}");
+    farm.stop().await;
+}
+on_both!(a_handler_nobody_serves_is_reported_not_waited_for);
+
+async fn a_worker_serving_other_types_refuses_the_task_by_name(mut farm: impl Farm, _dir: &Path) {
+    farm.start_worker(WorkerOpts {
+        other_types: true,
+        ..WorkerOpts::default()
+    })
+    .await;
+    let coordinator = Coordinator::new(farm.broker().await);
+    let report = coordinator.fan_out([Job::square(3)]).run_all(&JOB).await;
+    let Err(TaskError::Undeliverable(why)) = &report.outcomes()[0].1 else {
+        panic!("{:?}", report.outcomes());
+    };
+    assert!(
+        why.contains("serves handler 'job' with input alloc::string::String"),
+        "{why}"
+    );
+    farm.stop().await;
+}
+on_both!(a_worker_serving_other_types_refuses_the_task_by_name);
+
+async fn a_killed_workers_task_is_taken_over_and_recorded_once(mut farm: impl Farm, _dir: &Path) {
+    let opts = WorkerOpts {
+        lease: Duration::from_millis(600),
+        ..WorkerOpts::default()
+    };
+    let doomed = farm.start_worker(opts.clone()).await;
+    let broker = farm.broker().await;
+    let coordinator = Coordinator::new(broker.clone());
+    let jobs: Vec<Job> = (0..6).map(|i| Job::sleepy(i, 400)).collect();
+    let run = tokio::spawn(coordinator.fan_out(jobs).id("takeover").limit(6).run(&JOB));
+    let log = farm.log().to_owned();
+    until_log(&log, "the first worker holding tasks", |e| {
+        e.iter().filter(|x| x.what == "start").count() >= 6
+    })
+    .await;
+    farm.kill_worker(doomed);
+    farm.start_worker(opts).await;
+    let out = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the run finished")
+        .unwrap()
+        .unwrap();
+    assert_eq!(out, [0, 1, 4, 9, 16, 25]);
+    let mut recs = records(&broker, "takeover").await;
+    recs.sort_unstable();
+    assert_eq!(
+        recs,
+        (0..6).map(|i| (i, 1)).collect::<Vec<_>>(),
+        "each task recorded once"
+    );
+    farm.stop().await;
+}
+on_both!(a_killed_workers_task_is_taken_over_and_recorded_once);
+
+async fn a_task_that_kills_every_worker_ends_in_the_dead_letters(mut farm: impl Farm, _dir: &Path) {
+    // Each delivery's worker is killed while it holds the task (it hangs);
+    // the third delivery, past `max_deliveries`, is dead-lettered.
+    let opts = WorkerOpts {
+        lease: Duration::from_millis(500),
+        max_deliveries: 2,
+        ..WorkerOpts::default()
+    };
+    let broker = farm.broker().await;
+    let coordinator = Coordinator::new(broker.clone());
+    let first = farm.start_worker(opts.clone()).await;
+    let run = tokio::spawn(
+        coordinator
+            .fan_out([Job::sleepy(7, 600_000)])
+            .id("poison")
+            .run_all(&JOB),
+    );
+    let log = farm.log().to_owned();
+    until_log(&log, "delivery 1", |e| {
+        e.iter().filter(|x| x.what == "start").count() >= 1
+    })
+    .await;
+    farm.kill_worker(first);
+    let second = farm.start_worker(opts.clone()).await;
+    until_log(&log, "delivery 2", |e| {
+        e.iter().filter(|x| x.what == "start").count() >= 2
+    })
+    .await;
+    farm.kill_worker(second);
+    farm.start_worker(opts).await;
+    let report = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the run finished")
+        .unwrap();
+    let Err(TaskError::Undeliverable(why)) = &report.outcomes()[0].1 else {
+        panic!("{:?}", report.outcomes());
+    };
+    assert!(why.contains("dead-letter"), "{why}");
+    assert_eq!(report.counts().undeliverable, 1);
+    let dead = broker.dead_letters("job").await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert!(dead[0].1.contains("delivered 2 times"), "{}", dead[0].1);
+    farm.stop().await;
+}
+on_both!(a_task_that_kills_every_worker_ends_in_the_dead_letters);
