@@ -392,9 +392,123 @@ async fn a_task_that_kills_every_worker_ends_in_the_dead_letters(mut farm: impl 
     };
     assert!(why.contains("dead-letter"), "{why}");
     assert_eq!(report.counts().undeliverable, 1);
-    let dead = broker.dead_letters("job").await.unwrap();
+    let dead = coordinator.dead_letters(&JOB).await.unwrap();
     assert_eq!(dead.len(), 1);
-    assert!(dead[0].1.contains("delivered 2 times"), "{}", dead[0].1);
+    assert!(dead[0].why.contains("delivered 2 times"), "{}", dead[0].why);
+    assert_eq!(dead[0].input.as_ref().map(|j| j.value), Some(7));
+    assert!(matches!(dead[0].error, TaskError::Undeliverable(_)));
     farm.stop().await;
 }
 on_both!(a_task_that_kills_every_worker_ends_in_the_dead_letters);
+
+async fn a_task_that_fails_every_attempt_lands_in_the_dead_letters_with_its_last_error(
+    mut farm: impl Farm,
+    _dir: &Path,
+) {
+    farm.start_worker(WorkerOpts::default()).await;
+    let coordinator = Coordinator::new(farm.broker().await);
+    coordinator.clear_dead_letters(&JOB).await.unwrap();
+    let jobs = [
+        Job::square(1),
+        Job {
+            value: 2,
+            fail_until_attempt: 5,
+            ..Job::default()
+        },
+        Job {
+            value: 3,
+            fail_until_attempt: 1,
+            ..Job::default()
+        },
+    ];
+    let report = coordinator
+        .fan_out(jobs)
+        .id("doomed")
+        .retry(Retry::attempts(2).backoff(Duration::from_millis(10)))
+        .run_all(&JOB)
+        .await;
+    assert_eq!(report.counts().succeeded, 2);
+    // Only the task that failed both attempts is a dead letter; the one
+    // that recovered on its second attempt is not.
+    let dead = coordinator.dead_letters(&JOB).await.unwrap();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    let d = &dead[0];
+    assert_eq!((d.run.as_str(), d.index, d.attempt), ("doomed", 1, 2));
+    assert_eq!(d.input.as_ref().map(|j| j.value), Some(2));
+    assert_eq!(d.error.as_failed().map(String::as_str), Some("attempt 2 fails"));
+    assert!(d.why.contains("failed its last attempt (2)"), "{}", d.why);
+    coordinator.clear_dead_letters(&JOB).await.unwrap();
+    assert!(coordinator.dead_letters(&JOB).await.unwrap().is_empty());
+    farm.stop().await;
+}
+on_both!(a_task_that_fails_every_attempt_lands_in_the_dead_letters_with_its_last_error);
+
+const SECRET: &str = "a secret of more than sixteen bytes";
+
+async fn a_worker_with_a_secret_runs_only_tasks_signed_with_it(mut farm: impl Farm, _dir: &Path) {
+    farm.start_worker(WorkerOpts {
+        secret: Some(SECRET),
+        ..WorkerOpts::default()
+    })
+    .await;
+    let broker = farm.broker().await;
+    let secret = fanout_redis::Secret::new(SECRET).unwrap();
+    let signed = Coordinator::new(broker.clone()).with_secret(secret);
+    let out = signed.fan_out([Job::square(4)]).run(&JOB).await.unwrap();
+    assert_eq!(out, [16]);
+    // Someone with access to the broker only: unsigned, or signed with
+    // another secret. Neither runs.
+    signed.clear_dead_letters(&JOB).await.unwrap();
+    let intruders = [
+        Coordinator::new(broker.clone()),
+        Coordinator::new(broker.clone())
+            .with_secret(fanout_redis::Secret::new("another secret, also long").unwrap()),
+    ];
+    for (n, intruder) in intruders.iter().enumerate() {
+        let report = intruder
+            .fan_out([Job::square(100 + n as u64)])
+            .id(format!("intruder-{n}"))
+            .run_all(&JOB)
+            .await;
+        let Err(TaskError::Undeliverable(why)) = &report.outcomes()[0].1 else {
+            panic!("{:?}", report.outcomes());
+        };
+        // The worker's refusal, signed with its secret: the intruder with
+        // another secret cannot read it as the worker's either.
+        let expected = [
+            "runs only tasks signed with its secret",
+            "is signed with another secret, not with this coordinator's secret",
+        ][n];
+        assert!(why.contains(expected), "{why}");
+    }
+    let log = executions(farm.log());
+    assert!(
+        log.iter().all(|x| !x.run.starts_with("intruder")),
+        "a task not signed with the secret ran: {log:?}"
+    );
+    let dead = signed.dead_letters(&JOB).await.unwrap();
+    let whys: Vec<&str> = dead.iter().map(|d| d.why.as_str()).collect();
+    assert_eq!(dead.len(), 2, "{whys:?}");
+    assert!(whys[0].contains("is not signed"), "{whys:?}");
+    assert!(whys[1].contains("is signed with another"), "{whys:?}");
+    farm.stop().await;
+}
+on_both!(a_worker_with_a_secret_runs_only_tasks_signed_with_it);
+
+async fn a_coordinator_with_a_secret_accepts_only_results_signed_with_it(
+    mut farm: impl Farm,
+    _dir: &Path,
+) {
+    // A worker without the secret (someone else's) takes the task: its
+    // result must not be taken for the task's.
+    farm.start_worker(WorkerOpts::default()).await;
+    let coordinator = Coordinator::new(farm.broker().await)
+        .with_secret(fanout_redis::Secret::new(SECRET).unwrap());
+    let err = coordinator.fan_out([Job::square(5)]).run(&JOB).await.unwrap_err();
+    let Some(TaskError::Undeliverable(why)) = err.failure().map(|f| &f.error) else {
+        panic!("{err:?}");
+    };
+    assert!(why.contains("is not signed with this coordinator's secret"), "{why}");
+    farm.stop().await;
+}
+on_both!(a_coordinator_with_a_secret_accepts_only_results_signed_with_it);

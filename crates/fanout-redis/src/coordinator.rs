@@ -29,8 +29,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::{Broker, BrokerError, Cursor};
+use crate::broker::{Broker, BrokerError, Buried, Cursor};
 use crate::handler::Handler;
+use crate::secret::Secret;
 use crate::wire::{self, Envelope, Recorded, WireOutcome};
 
 /// How long a run waits for a worker serving its handler to announce
@@ -65,6 +66,7 @@ const BATCH: usize = 512;
 pub struct Coordinator<B> {
     broker: B,
     janitor: Arc<Janitor>,
+    secret: Option<Secret>,
 }
 
 /// Publishes the cancellation of runs whose futures were dropped (their
@@ -104,12 +106,58 @@ impl<B: Broker> Coordinator<B> {
         Self {
             broker,
             janitor: Arc::new(Janitor { tx, task }),
+            secret: None,
         }
+    }
+
+    /// Signs every task with `secret`, and accepts only results signed with
+    /// it (see [`Secret`]): a result that is not comes back as
+    /// [`TaskError::Undeliverable`]. Workers need the same secret. Default:
+    /// no secret.
+    #[must_use]
+    pub fn with_secret(mut self, secret: Secret) -> Self {
+        self.secret = Some(secret);
+        self
     }
 
     /// The broker.
     pub fn broker(&self) -> &B {
         &self.broker
+    }
+
+    /// The dead letters of `handler`'s queue, oldest first: tasks that
+    /// failed their last attempt (with that attempt's error), that were
+    /// delivered more than a worker's `max_deliveries` to workers that died
+    /// or stalled, or that a worker refused (not signed with its secret).
+    /// The newest 100,000 are kept per handler. Reading them removes
+    /// nothing: see [`clear_dead_letters`](Coordinator::clear_dead_letters).
+    ///
+    /// # Errors
+    /// The broker cannot be read.
+    pub async fn dead_letters<I, T, E>(
+        &self,
+        handler: &Handler<I, T, E>,
+    ) -> Result<Vec<DeadLetter<I, E>>, BrokerError>
+    where
+        I: DeserializeOwned,
+        E: DeserializeOwned,
+    {
+        let buried = self.broker.dead_letters(handler.name()).await?;
+        Ok(buried
+            .into_iter()
+            .map(|b| DeadLetter::read(b, handler.types()))
+            .collect())
+    }
+
+    /// Empties `handler`'s dead-letter list.
+    ///
+    /// # Errors
+    /// The broker cannot be written.
+    pub async fn clear_dead_letters<I, T, E>(
+        &self,
+        handler: &Handler<I, T, E>,
+    ) -> Result<(), BrokerError> {
+        self.broker.clear_dead_letters(handler.name()).await
     }
 
     /// A run over unkeyed inputs: see [`fanout::fan_out`].
@@ -151,6 +199,56 @@ impl<B: Broker> Coordinator<B> {
             external: None,
             keep: Duration::from_secs(24 * 3600),
             worker_wait: WORKER_WAIT,
+        }
+    }
+}
+
+/// A task on a handler's dead-letter list: see
+/// [`Coordinator::dead_letters`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct DeadLetter<I, E> {
+    /// The run it belonged to.
+    pub run: String,
+    /// Its position in the run's input.
+    pub index: u64,
+    /// Its last attempt, from 1.
+    pub attempt: u32,
+    /// Its input; `None` if it does not decode as the handler's input type
+    /// (it was queued by code built with other types).
+    pub input: Option<I>,
+    /// How its last attempt ended: the task's error, panic or timeout, or
+    /// [`TaskError::Undeliverable`] when it did not run to an outcome.
+    pub error: TaskError<E>,
+    /// Why it is on the list, in words.
+    pub why: String,
+}
+
+impl<I: DeserializeOwned, E: DeserializeOwned> DeadLetter<I, E> {
+    fn read(b: Buried, types: u64) -> Self {
+        let env = wire::decode::<Envelope>(&b.task).ok();
+        let input = env
+            .as_ref()
+            .filter(|e| e.types == types)
+            .and_then(|e| wire::decode::<I>(&e.payload).ok());
+        let error = match b.outcome.as_deref().map(wire::decode::<WireOutcome>) {
+            Some(Ok(WireOutcome::Failed(bytes))) => match wire::decode::<E>(&bytes) {
+                Ok(e) => TaskError::Failed(e),
+                Err(_) => TaskError::Undeliverable(b.why.clone()),
+            },
+            Some(Ok(WireOutcome::Panicked(m))) => TaskError::Panicked(Panic::new(Box::new(m))),
+            Some(Ok(WireOutcome::TimedOut(ms))) => {
+                TaskError::TimedOut(Duration::from_millis(ms))
+            }
+            _ => TaskError::Undeliverable(b.why.clone()),
+        };
+        Self {
+            run: env.as_ref().map(|e| e.run.clone()).unwrap_or_default(),
+            index: env.as_ref().map_or(0, |e| e.index),
+            attempt: env.as_ref().map_or(0, |e| e.attempt),
+            input,
+            error,
+            why: b.why,
         }
     }
 }
@@ -371,6 +469,7 @@ struct RunShared<B> {
     janitor: mpsc::UnboundedSender<String>,
     /// Set once the broker failed for good: every proxy ends with it.
     broken: Mutex<Option<String>>,
+    secret: Option<Secret>,
 }
 
 impl<B: Broker> RunShared<B> {
@@ -388,8 +487,22 @@ impl<B: Broker> RunShared<B> {
         }
     }
 
-    /// A record from the log: to its proxy, or kept until it looks.
-    fn arrived(&self, rec: Recorded) {
+    /// A record from the log: to its proxy, or kept until it looks. Under
+    /// a secret, a record not signed with it stands for an undeliverable
+    /// task.
+    fn arrived(&self, mut rec: Recorded) {
+        if let Some(secret) = &self.secret {
+            if !secret.verify_record(&self.run, &rec) {
+                tracing::warn!(run = %self.run, index = rec.index, worker = %rec.worker, "a result not signed with the run's secret");
+                rec.outcome = WireOutcome::Undeliverable(format!(
+                    "task {}: its result (from worker '{}') is {} with this coordinator's secret: \
+                     give the coordinator and the workers the same secret",
+                    rec.index,
+                    rec.worker,
+                    if rec.signature.is_some() { "signed with another secret, not" } else { "not signed" }
+                ));
+            }
+        }
         let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
         let key = (rec.index, rec.attempt);
         match slots.remove(&key) {
@@ -434,7 +547,7 @@ impl<B: Broker> RunShared<B> {
         payload: &[u8],
         traceparent: Option<String>,
     ) -> Vec<u8> {
-        let env = Envelope {
+        let mut env = Envelope {
             version: wire::VERSION,
             run: self.run.clone(),
             index,
@@ -445,6 +558,9 @@ impl<B: Broker> RunShared<B> {
             signature: None,
             payload: payload.to_vec(),
         };
+        if let Some(secret) = &self.secret {
+            secret.sign_envelope(&mut env);
+        }
         wire::encode(&env).expect("an envelope always encodes")
     }
 }
@@ -552,6 +668,7 @@ where
                 }
             }
         };
+        let last = rec.outcome.clone();
         let err = match rec.outcome {
             WireOutcome::Ok(bytes) => {
                 guard.armed = false;
@@ -584,6 +701,20 @@ where
         };
         let Some(delay) = again else {
             guard.armed = false;
+            if !ctx.is_cancelled() {
+                // Failed for good: to the dead letters, before the run
+                // hears of it.
+                let why = format!(
+                    "failed its last attempt ({attempt}) on worker '{}': {}",
+                    rec.worker,
+                    last.describe()
+                );
+                let task = shared.envelope(index, attempt, &payload, None);
+                let outcome = wire::encode(&last).ok();
+                if let Err(e) = shared.broker.bury(shared.handler, task, why, outcome).await {
+                    tracing::warn!(run = %shared.run, index, error = %e, "cannot add a failed task to the dead letters");
+                }
+            }
             return Err(match err {
                 TaskError::Failed(e) => Remote::Failed(e),
                 TaskError::Panicked(p) => Remote::Panicked(p.message().unwrap_or("").to_owned()),
@@ -747,6 +878,7 @@ impl<B: Broker, S: Input, R> RemoteFanOut<B, S, R> {
             cancel_sent: AtomicBool::new(false),
             janitor: self.coordinator.janitor.tx.clone(),
             broken: Mutex::new(None),
+            secret: self.coordinator.secret.clone(),
         });
         let mut background = JoinSet::new();
         start_background(

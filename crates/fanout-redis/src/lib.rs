@@ -6,13 +6,15 @@ mod coordinator;
 mod handler;
 #[cfg(feature = "otel")]
 mod trace;
+mod secret;
 mod wire;
 mod worker;
 
 pub use broker::{
-    Broker, BrokerError, BrokerErrorKind, Completion, Cursor, Delivery, Discard, MemoryBroker,
+    Broker, BrokerError, BrokerErrorKind, Buried, Completion, Cursor, Delivery, Discard, MemoryBroker,
     RedisBroker, RedisConfig,
 };
-pub use coordinator::{Coordinator, RemoteFanOut, RemoteStream};
+pub use coordinator::{Coordinator, DeadLetter, RemoteFanOut, RemoteStream};
 pub use handler::Handler;
+pub use secret::{Secret, WeakSecret};
 pub use worker::{RemoteCtx, Worker, WorkerReport};

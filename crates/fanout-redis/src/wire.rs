@@ -39,6 +39,9 @@ pub(crate) struct Recorded {
     /// The worker that ran it.
     pub(crate) worker: String,
     pub(crate) outcome: WireOutcome,
+    /// A signature of everything above and the run's id, when the worker
+    /// holds a `Secret`.
+    pub(crate) signature: Option<[u8; 32]>,
 }
 
 /// How an attempt ended, as the worker saw it.
@@ -71,6 +74,19 @@ pub(crate) fn encode<V: Serialize>(value: &V) -> Result<Vec<u8>, String> {
 /// The bytes are not a `V`.
 pub(crate) fn decode<V: DeserializeOwned>(bytes: &[u8]) -> Result<V, String> {
     postcard::from_bytes(bytes).map_err(|e| e.to_string())
+}
+
+impl WireOutcome {
+    /// The outcome in words, for a dead letter.
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            WireOutcome::Ok(_) => "succeeded".to_owned(),
+            WireOutcome::Failed(_) => "returned an error".to_owned(),
+            WireOutcome::Panicked(m) => format!("panicked: {m}"),
+            WireOutcome::TimedOut(ms) => format!("timed out after {ms} ms"),
+            WireOutcome::Undeliverable(why) => why.clone(),
+        }
+    }
 }
 
 impl Envelope {

@@ -26,6 +26,7 @@ use tracing::Instrument;
 
 use crate::broker::{Broker, BrokerError, Completion, Delivery, Discard};
 use crate::handler::Handler;
+use crate::secret::Secret;
 use crate::wire::{self, Envelope, Recorded, WireOutcome};
 
 /// What a task running on a worker knows about itself.
@@ -192,7 +193,9 @@ pub struct Worker<B> {
     lease: Duration,
     max_deliveries: u32,
     drain: Duration,
+    secret: Option<Secret>,
     handlers: HashMap<String, Arc<dyn Serve>>,
+    on_ready: Option<Box<dyn FnOnce() + Send>>,
 }
 
 impl<B> std::fmt::Debug for Worker<B> {
@@ -245,7 +248,9 @@ impl<B: Broker> Worker<B> {
             lease: Duration::from_secs(30),
             max_deliveries: 5,
             drain: Duration::from_secs(30),
+            secret: None,
             handlers: HashMap::new(),
+            on_ready: None,
         }
     }
 
@@ -292,6 +297,23 @@ impl<B: Broker> Worker<B> {
         self
     }
 
+    /// Runs only tasks signed with `secret`, and signs the results it
+    /// records (see [`Secret`]). A task not signed with it is not run: it
+    /// goes to the handler's dead letters, and its run records it as
+    /// undeliverable. Default: no secret, every task is run.
+    pub fn secret(mut self, secret: Secret) -> Self {
+        self.secret = Some(secret);
+        self
+    }
+
+    /// Calls `f` once the worker has announced itself on the broker (runs
+    /// see it from then on) and is about to take tasks: for a readiness
+    /// probe, or a supervisor waiting for it.
+    pub fn on_ready(mut self, f: impl FnOnce() + Send + 'static) -> Self {
+        self.on_ready = Some(Box::new(f));
+        self
+    }
+
     /// Serves `handler` with `f`.
     ///
     /// # Panics
@@ -326,10 +348,13 @@ impl<B: Broker> Worker<B> {
     ///
     /// # Errors
     /// The broker cannot be reached when it starts.
-    pub async fn run(self, shutdown: CancellationToken) -> Result<WorkerReport, BrokerError> {
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<WorkerReport, BrokerError> {
         let names: Vec<String> = self.handlers.keys().cloned().collect();
         // Announce the worker now: a failure to reach the broker shows here.
         self.broker.renew(&self.id, &names, &[]).await?;
+        if let Some(ready) = self.on_ready.take() {
+            ready();
+        }
         let state = Arc::new(State {
             broker: self.broker.clone(),
             id: Arc::from(self.id.as_str()),
@@ -340,6 +365,7 @@ impl<B: Broker> Worker<B> {
             lease: self.lease,
             max_deliveries: self.max_deliveries,
             limit: self.limit,
+            secret: self.secret,
         });
         let mut background = JoinSet::new();
         let (reclaimed_tx, reclaimed_rx) = mpsc::unbounded_channel();
@@ -465,6 +491,7 @@ struct State<B> {
     lease: Duration,
     max_deliveries: u32,
     limit: usize,
+    secret: Option<Secret>,
 }
 
 impl<B: Broker> State<B> {
@@ -572,6 +599,7 @@ impl<B: Broker> State<B> {
                             .unwrap_or("(non-string panic payload)")
                             .to_owned(),
                     ),
+                    signature: None,
                 }),
                 // Stopped because the worker is stopping: not recorded, the
                 // lease passes, another worker takes it.
@@ -582,7 +610,10 @@ impl<B: Broker> State<B> {
                 .unwrap_or_else(PoisonError::into_inner)
                 .remove(&(meta.handler.clone(), meta.entry.clone()));
             match settled {
-                Settled::Record(rec) => {
+                Settled::Record(mut rec) => {
+                    if let Some(secret) = &self.secret {
+                        secret.sign_record(&meta.run, &mut rec);
+                    }
                     let field = format!("{}:{}", rec.index, rec.attempt);
                     match wire::encode(&rec) {
                         Ok(record) => completions.push(Completion {
@@ -631,6 +662,7 @@ async fn work<B: Broker>(
             attempt: meta.attempt,
             worker: state.id.to_string(),
             outcome: WireOutcome::Undeliverable(why),
+            signature: None,
         }))
     };
     if env.version != wire::VERSION {
@@ -640,6 +672,28 @@ async fn work<B: Broker>(
             wire::VERSION,
             env.version
         ));
+    }
+    if let Some(secret) = &state.secret {
+        if !secret.verify_envelope(&env) {
+            let why = format!(
+                "worker {} runs only tasks signed with its secret, and task {} of run {} is {}: \
+                 give the coordinator and the workers the same secret",
+                state.id,
+                meta.index,
+                meta.run,
+                if env.signature.is_some() {
+                    "signed with another"
+                } else {
+                    "not signed"
+                }
+            );
+            tracing::warn!(worker = %state.id, run = %meta.run, index = meta.index, "refusing a task not signed with this worker's secret");
+            let task = wire::encode(&env).expect("an envelope always encodes");
+            if let Err(e) = state.broker.bury(&meta.handler, task, why.clone(), None).await {
+                tracing::warn!(worker = %state.id, error = %e, "cannot move a refused task to the dead letters");
+            }
+            return undeliverable(why);
+        }
     }
     let Some(serve) = state.handlers.get(&meta.handler).cloned() else {
         return undeliverable(format!(
@@ -709,6 +763,7 @@ async fn work<B: Broker>(
         attempt: meta.attempt,
         worker: state.id.to_string(),
         outcome,
+        signature: None,
     }))
 }
 
@@ -871,7 +926,13 @@ fn spawn_sweeper<B: Broker>(
             tick.tick().await;
             match state
                 .broker
-                .reclaim(&state.id, &state.names, state.lease, state.max_deliveries)
+                .reclaim(
+                    &state.id,
+                    &state.names,
+                    state.lease,
+                    state.max_deliveries,
+                    state.secret.as_ref(),
+                )
                 .await
             {
                 Ok(found) => {

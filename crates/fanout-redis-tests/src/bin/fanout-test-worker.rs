@@ -2,13 +2,14 @@
 //! handler on a Redis until SIGTERM, logging executions to a file.
 //!
 //! `fanout-test-worker --redis URL [--id ID] [--limit N] [--lease-ms MS]
-//! [--max-deliveries N] [--log PATH] [--other-types]`. Prints `ready` once
-//! it has announced itself, and its report when it stops.
+//! [--max-deliveries N] [--log PATH] [--other-types] [--secret TEXT]`.
+//! Prints `ready` once it has announced itself, and its report when it
+//! stops.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use fanout_redis::{RedisBroker, Worker};
+use fanout_redis::{RedisBroker, Secret, Worker};
 use fanout_redis_tests::handler::{job_worker, JOB_OTHER_TYPES};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
@@ -20,6 +21,7 @@ async fn main() {
         (String::new(), None, 8usize, 2000u64, 3u32);
     let mut log: Option<PathBuf> = None;
     let mut other_types = false;
+    let mut secret = None;
     while let Some(a) = args.next() {
         let mut value = || args.next().expect("a value");
         match a.as_str() {
@@ -30,6 +32,7 @@ async fn main() {
             "--max-deliveries" => max_deliveries = value().parse().expect("--max-deliveries N"),
             "--log" => log = Some(PathBuf::from(value())),
             "--other-types" => other_types = true,
+            "--secret" => secret = Some(Secret::new(value()).expect("a long enough secret")),
             other => panic!("unknown argument {other}"),
         }
     }
@@ -43,9 +46,13 @@ async fn main() {
         .limit(limit)
         .lease(Duration::from_millis(lease_ms))
         .max_deliveries(max_deliveries)
-        .drain(Duration::from_secs(5));
+        .drain(Duration::from_secs(5))
+        .on_ready(|| println!("ready"));
     if let Some(id) = id {
         worker = worker.id(id);
+    }
+    if let Some(secret) = secret {
+        worker = worker.secret(secret);
     }
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
@@ -54,11 +61,6 @@ async fn main() {
         term.recv().await;
         stop.cancel();
     });
-    // `run` announces the worker before it takes tasks; give it a moment
-    // to do so, then say so.
-    let run = tokio::spawn(worker.run(shutdown));
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    println!("ready");
-    let report = run.await.expect("the worker's task").expect("the worker");
+    let report = worker.run(shutdown).await.expect("the worker");
     println!("{report:?}");
 }

@@ -26,6 +26,8 @@ pub(crate) struct WorkerOpts {
     pub max_deliveries: u32,
     /// Serve `job` with other types (a worker built from other code).
     pub other_types: bool,
+    /// Run only tasks signed with this secret.
+    pub secret: Option<&'static str>,
 }
 
 impl Default for WorkerOpts {
@@ -35,6 +37,7 @@ impl Default for WorkerOpts {
             lease: Duration::from_secs(2),
             max_deliveries: 3,
             other_types: false,
+            secret: None,
         }
     }
 }
@@ -96,6 +99,10 @@ impl Farm for MemoryFarm {
                 .serve(&JOB_OTHER_TYPES, |_ctx, s: String| async move { Ok(s) })
         } else {
             job_worker(self.broker.clone(), Some(self.log.clone()))
+        };
+        let worker = match opts.secret {
+            Some(s) => worker.secret(fanout_redis::Secret::new(s).expect("a long enough secret")),
+            None => worker,
         };
         let run = worker
             .id(format!("memory-worker-{n}"))
@@ -197,6 +204,9 @@ impl Farm for RedisFarm {
             .kill_on_drop(true);
         if opts.other_types {
             cmd.arg("--other-types");
+        }
+        if let Some(s) = opts.secret {
+            cmd.arg("--secret").arg(s);
         }
         let mut child = cmd.spawn().expect("start the test worker");
         // The worker prints one line once it has announced itself.

@@ -11,7 +11,10 @@ use futures_core::Stream;
 use tokio::sync::{broadcast, Notify};
 use tokio::time::Instant;
 
-use super::{sealed, Broker, BrokerError, Completion, Cursor, Delivery, Discard};
+use super::{
+    sealed, Broker, BrokerError, Buried, Completion, Cursor, Delivery, Discard, DEAD_LETTERS_KEPT,
+};
+use crate::secret::Secret;
 use crate::wire;
 
 /// A broker inside the process: every coordinator and worker given a clone
@@ -68,7 +71,7 @@ struct Queue {
     ready: VecDeque<(String, Vec<u8>)>,
     pending: BTreeMap<String, Pending>,
     delayed: Vec<(Instant, Vec<u8>)>,
-    dead: Vec<(Vec<u8>, String)>,
+    dead: Vec<Buried>,
 }
 
 struct Pending {
@@ -316,6 +319,7 @@ impl Broker for MemoryBroker {
         handlers: &[String],
         lease: Duration,
         max_deliveries: u32,
+        secret: Option<&Secret>,
     ) -> Result<Vec<Delivery>, BrokerError> {
         let mut adopted = Vec::new();
         {
@@ -349,7 +353,11 @@ impl Broker for MemoryBroker {
                             p.deliveries - 1
                         );
                         dead_records.push((p.task.clone(), why.clone()));
-                        queue.dead.push((p.task, why));
+                        queue.dead.push(Buried {
+                            task: p.task,
+                            why,
+                            outcome: None,
+                        });
                     } else {
                         p.worker = worker.to_owned();
                         p.since = now;
@@ -373,12 +381,16 @@ impl Broker for MemoryBroker {
             }
             for (task, why) in dead_records {
                 if let Ok(env) = wire::decode::<wire::Envelope>(&task) {
-                    let record = wire::Recorded {
+                    let mut record = wire::Recorded {
                         index: env.index,
                         attempt: env.attempt,
                         worker: worker.to_owned(),
                         outcome: wire::WireOutcome::Undeliverable(why),
+                        signature: None,
                     };
+                    if let Some(secret) = secret {
+                        secret.sign_record(&env.run, &mut record);
+                    }
                     if let Ok(bytes) = wire::encode(&record) {
                         state.record(&env.run, env.field(), bytes);
                     }
@@ -410,7 +422,31 @@ impl Broker for MemoryBroker {
         )))
     }
 
-    async fn dead_letters(&self, handler: &str) -> Result<Vec<(Vec<u8>, String)>, BrokerError> {
+    async fn bury(
+        &self,
+        handler: &str,
+        task: Vec<u8>,
+        why: String,
+        outcome: Option<Vec<u8>>,
+    ) -> Result<(), BrokerError> {
+        let mut state = self.inner.state();
+        let dead = &mut state.queues.entry(handler.to_owned()).or_default().dead;
+        dead.push(Buried { task, why, outcome });
+        if dead.len() > DEAD_LETTERS_KEPT {
+            let over = dead.len() - DEAD_LETTERS_KEPT;
+            dead.drain(..over);
+        }
+        Ok(())
+    }
+
+    async fn clear_dead_letters(&self, handler: &str) -> Result<(), BrokerError> {
+        if let Some(q) = self.inner.state().queues.get_mut(handler) {
+            q.dead.clear();
+        }
+        Ok(())
+    }
+
+    async fn dead_letters(&self, handler: &str) -> Result<Vec<Buried>, BrokerError> {
         Ok(self
             .inner
             .state()

@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use futures_core::Stream;
 
+use crate::secret::Secret;
+
 pub use self::memory::MemoryBroker;
 pub use self::redis::{RedisBroker, RedisConfig};
 
@@ -48,6 +50,19 @@ pub struct Completion {
 pub struct Discard {
     pub(crate) handler: String,
     pub(crate) entry: String,
+}
+
+/// How many dead letters a handler's list keeps: the oldest go first.
+pub(crate) const DEAD_LETTERS_KEPT: usize = 100_000;
+
+/// An entry of a handler's dead-letter list, as stored: the task, why it
+/// is there, and the last attempt's outcome when it ran.
+#[derive(Debug, Clone)]
+#[doc(hidden)]
+pub struct Buried {
+    pub(crate) task: Vec<u8>,
+    pub(crate) why: String,
+    pub(crate) outcome: Option<Vec<u8>>,
 }
 
 /// A position in a run's results log.
@@ -225,6 +240,7 @@ pub trait Broker: sealed::Sealed + Clone + Send + Sync + 'static {
     /// passed, moves the ones delivered more than `max_deliveries` times to
     /// the dead-letter list (recording them as undeliverable), and queues
     /// the retries that are due.
+    /// Records are signed with `secret`, when given.
     #[doc(hidden)]
     fn reclaim(
         &self,
@@ -232,7 +248,26 @@ pub trait Broker: sealed::Sealed + Clone + Send + Sync + 'static {
         handlers: &[String],
         lease: Duration,
         max_deliveries: u32,
+        secret: Option<&Secret>,
     ) -> impl Future<Output = Result<Vec<Delivery>, BrokerError>> + Send;
+
+    /// Adds a task to `handler`'s dead-letter list: why, and the encoded
+    /// outcome of its last attempt if it ran.
+    #[doc(hidden)]
+    fn bury(
+        &self,
+        handler: &str,
+        task: Vec<u8>,
+        why: String,
+        outcome: Option<Vec<u8>>,
+    ) -> impl Future<Output = Result<(), BrokerError>> + Send;
+
+    /// Empties `handler`'s dead-letter list.
+    #[doc(hidden)]
+    fn clear_dead_letters(
+        &self,
+        handler: &str,
+    ) -> impl Future<Output = Result<(), BrokerError>> + Send;
 
     /// Which of `runs` are cancelled (the authoritative flags).
     #[doc(hidden)]
@@ -247,11 +282,10 @@ pub trait Broker: sealed::Sealed + Clone + Send + Sync + 'static {
         &self,
     ) -> impl Future<Output = Result<Self::Cancellations, BrokerError>> + Send;
 
-    /// The dead-letter list of `handler`: each entry's task and why it is
-    /// there.
+    /// The dead-letter list of `handler`, oldest first.
     #[doc(hidden)]
     fn dead_letters(
         &self,
         handler: &str,
-    ) -> impl Future<Output = Result<Vec<(Vec<u8>, String)>, BrokerError>> + Send;
+    ) -> impl Future<Output = Result<Vec<Buried>, BrokerError>> + Send;
 }

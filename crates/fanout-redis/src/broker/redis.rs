@@ -25,7 +25,11 @@ use futures_core::Stream;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, ErrorKind, RedisError, Script, Value};
 
-use super::{sealed, Broker, BrokerError, BrokerErrorKind, Completion, Cursor, Delivery, Discard};
+use super::{
+    sealed, Broker, BrokerError, BrokerErrorKind, Buried, Completion, Cursor, Delivery, Discard,
+    DEAD_LETTERS_KEPT,
+};
+use crate::secret::Secret;
 use crate::wire;
 
 /// The consumer group of every queue.
@@ -943,6 +947,7 @@ impl Broker for RedisBroker {
         handlers: &[String],
         lease: Duration,
         max_deliveries: u32,
+        secret: Option<&Secret>,
     ) -> Result<Vec<Delivery>, BrokerError> {
         let mut adopted = Vec::new();
         let lease_ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX);
@@ -1030,12 +1035,16 @@ impl Broker for RedisBroker {
                         deliveries - 1
                     );
                     if let Ok(env) = wire::decode::<wire::Envelope>(&task) {
-                        let record = wire::Recorded {
+                        let mut record = wire::Recorded {
                             index: env.index,
                             attempt: env.attempt,
                             worker: worker.to_owned(),
                             outcome: wire::WireOutcome::Undeliverable(why.clone()),
+                            signature: None,
                         };
+                        if let Some(secret) = secret {
+                            secret.sign_record(&env.run, &mut record);
+                        }
                         if let Ok(bytes) = wire::encode(&record) {
                             self.record_invocation(&mut dead_pipe, &env.run, &env.field(), &bytes);
                         }
@@ -1043,6 +1052,9 @@ impl Broker for RedisBroker {
                     dead_pipe
                         .cmd("XADD")
                         .arg(&dead)
+                        .arg("MAXLEN")
+                        .arg("~")
+                        .arg(DEAD_LETTERS_KEPT)
                         .arg("*")
                         .arg("t")
                         .arg(&task)
@@ -1104,7 +1116,43 @@ impl Broker for RedisBroker {
         )))
     }
 
-    async fn dead_letters(&self, handler: &str) -> Result<Vec<(Vec<u8>, String)>, BrokerError> {
+    async fn bury(
+        &self,
+        handler: &str,
+        task: Vec<u8>,
+        why: String,
+        outcome: Option<Vec<u8>>,
+    ) -> Result<(), BrokerError> {
+        let key = self.key_dead(handler);
+        self.with_commands("cannot add a dead letter on", |mut con| {
+            let mut cmd = redis::cmd("XADD");
+            cmd.arg(&key)
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(DEAD_LETTERS_KEPT)
+                .arg("*")
+                .arg("t")
+                .arg(&task)
+                .arg("why")
+                .arg(&why);
+            if let Some(o) = &outcome {
+                cmd.arg("o").arg(o);
+            }
+            async move { cmd.query_async::<()>(&mut con).await }
+        })
+        .await
+    }
+
+    async fn clear_dead_letters(&self, handler: &str) -> Result<(), BrokerError> {
+        let key = self.key_dead(handler);
+        self.with_commands("cannot clear dead letters on", |mut con| {
+            let key = key.clone();
+            async move { redis::cmd("DEL").arg(&key).query_async::<()>(&mut con).await }
+        })
+        .await
+    }
+
+    async fn dead_letters(&self, handler: &str) -> Result<Vec<Buried>, BrokerError> {
         let key = self.key_dead(handler);
         let reply: Value = self
             .with_commands("cannot read dead letters on", |mut con| {
@@ -1126,7 +1174,11 @@ impl Broker for RedisBroker {
                     let why = field(fields, "why")
                         .and_then(|w| String::from_utf8(w).ok())
                         .unwrap_or_default();
-                    out.push((task, why));
+                    out.push(Buried {
+                        task,
+                        why,
+                        outcome: field(fields, "o"),
+                    });
                 }
             }
         }
