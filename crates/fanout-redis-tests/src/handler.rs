@@ -24,6 +24,30 @@ pub struct Job {
     pub panic: bool,
     /// Abort the worker process (in a worker process only).
     pub abort: bool,
+    /// Bytes carried along (to exceed size limits).
+    pub pad: Vec<u8>,
+    /// When set, the job encodes but does not decode.
+    pub undecodable: Undecodable,
+}
+
+/// A flag that serializes, but fails to deserialize when set: an input a
+/// worker cannot read although its types match.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Undecodable(pub bool);
+
+impl Serialize for Undecodable {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bool(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Undecodable {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if bool::deserialize(d)? {
+            return Err(serde::de::Error::custom("this job refuses to be decoded"));
+        }
+        Ok(Undecodable(false))
+    }
 }
 
 impl Job {

@@ -10,9 +10,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{Farm, MemoryFarm, RedisFarm, WorkerOpts};
+use common::{records, until_log, Farm, MemoryFarm, RedisFarm, WorkerOpts};
 use fanout::{PanicPolicy, Retry, TaskError};
-use fanout_redis::{Broker, Coordinator, Cursor};
+use fanout_redis::Coordinator;
 use fanout_redis_tests::handler::{executions, Job, JOB, NOBODY};
 use fanout_redis_tests::server;
 
@@ -36,60 +36,6 @@ macro_rules! on_both {
             }
         }
     };
-}
-
-/// Waits (bounded) until `pred` holds of the execution log.
-async fn until_log(
-    log: &Path,
-    what: &str,
-    pred: impl Fn(&[fanout_redis_tests::handler::Execution]) -> bool,
-) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if pred(&executions(log)) {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// The records of `run` on the broker, as `(index, attempt)`.
-async fn records<B: Broker>(broker: &B, run: &str) -> Vec<(u64, u32)> {
-    let (_, recs) = broker
-        .results(run, &Cursor::start(), Duration::from_millis(1))
-        .await
-        .unwrap();
-    recs.iter()
-        .map(|r| {
-            let rec: (u64, u32) = fanout_redis_tests_decode(r);
-            rec
-        })
-        .collect()
-}
-
-/// `(index, attempt)` of an encoded record (its first two fields: postcard
-/// varints).
-fn fanout_redis_tests_decode(bytes: &[u8]) -> (u64, u32) {
-    fn varint(b: &[u8], at: &mut usize) -> u64 {
-        let (mut v, mut shift) = (0u64, 0);
-        loop {
-            let byte = b[*at];
-            *at += 1;
-            v |= u64::from(byte & 0x7f) << shift;
-            if byte & 0x80 == 0 {
-                return v;
-            }
-            shift += 7;
-        }
-    }
-    let mut at = 0;
-    let index = varint(bytes, &mut at);
-    let attempt = varint(bytes, &mut at) as u32;
-    (index, attempt)
 }
 
 async fn results_come_back_in_input_order_and_by_key(mut farm: impl Farm, _dir: &Path) {
@@ -264,7 +210,11 @@ async fn a_transient_failure_is_retried_with_backoff_by_any_worker(
         .unwrap();
     assert_eq!(out, [0, 1, 4, 9]);
     // Three attempts each, each recorded once.
-    let mut recs = records(&broker, "retried").await;
+    let mut recs: Vec<(u64, u32)> = records(&broker, "retried")
+        .await
+        .into_iter()
+        .map(|r| (r.0, r.1))
+        .collect();
     recs.sort_unstable();
     let want: Vec<(u64, u32)> = (0..4).flat_map(|i| (1..=3).map(move |a| (i, a))).collect();
     assert_eq!(recs, want);
@@ -342,7 +292,11 @@ async fn a_killed_workers_task_is_taken_over_and_recorded_once(mut farm: impl Fa
         .unwrap()
         .unwrap();
     assert_eq!(out, [0, 1, 4, 9, 16, 25]);
-    let mut recs = records(&broker, "takeover").await;
+    let mut recs: Vec<(u64, u32)> = records(&broker, "takeover")
+        .await
+        .into_iter()
+        .map(|r| (r.0, r.1))
+        .collect();
     recs.sort_unstable();
     assert_eq!(
         recs,
@@ -435,7 +389,10 @@ async fn a_task_that_fails_every_attempt_lands_in_the_dead_letters_with_its_last
     let d = &dead[0];
     assert_eq!((d.run.as_str(), d.index, d.attempt), ("doomed", 1, 2));
     assert_eq!(d.input.as_ref().map(|j| j.value), Some(2));
-    assert_eq!(d.error.as_failed().map(String::as_str), Some("attempt 2 fails"));
+    assert_eq!(
+        d.error.as_failed().map(String::as_str),
+        Some("attempt 2 fails")
+    );
     assert!(d.why.contains("failed its last attempt (2)"), "{}", d.why);
     coordinator.clear_dead_letters(&JOB).await.unwrap();
     assert!(coordinator.dead_letters(&JOB).await.unwrap().is_empty());
@@ -504,11 +461,84 @@ async fn a_coordinator_with_a_secret_accepts_only_results_signed_with_it(
     farm.start_worker(WorkerOpts::default()).await;
     let coordinator = Coordinator::new(farm.broker().await)
         .with_secret(fanout_redis::Secret::new(SECRET).unwrap());
-    let err = coordinator.fan_out([Job::square(5)]).run(&JOB).await.unwrap_err();
+    let err = coordinator
+        .fan_out([Job::square(5)])
+        .run(&JOB)
+        .await
+        .unwrap_err();
     let Some(TaskError::Undeliverable(why)) = err.failure().map(|f| &f.error) else {
         panic!("{err:?}");
     };
-    assert!(why.contains("is not signed with this coordinator's secret"), "{why}");
+    assert!(
+        why.contains("is not signed with this coordinator's secret"),
+        "{why}"
+    );
     farm.stop().await;
 }
 on_both!(a_coordinator_with_a_secret_accepts_only_results_signed_with_it);
+
+async fn an_input_the_worker_cannot_read_fails_that_task_only(mut farm: impl Farm, _dir: &Path) {
+    farm.start_worker(WorkerOpts::default()).await;
+    let coordinator = Coordinator::new(farm.broker().await);
+    let mut jobs: Vec<Job> = (0..5).map(Job::square).collect();
+    jobs[2].undecodable = fanout_redis_tests::handler::Undecodable(true);
+    let report = coordinator.fan_out(jobs).run_all(&JOB).await;
+    let kinds: Vec<&str> = report
+        .outcomes()
+        .iter()
+        .map(|(_, o)| o.as_ref().err().map_or("ok", |e| e.kind()))
+        .collect();
+    assert_eq!(kinds, ["ok", "ok", "undeliverable", "ok", "ok"]);
+    let Err(TaskError::Undeliverable(why)) = &report.outcomes()[2].1 else {
+        unreachable!()
+    };
+    assert!(
+        why.contains("task 2 of run") && why.contains("does not decode as"),
+        "{why}"
+    );
+    // The worker is still there.
+    assert_eq!(
+        coordinator
+            .fan_out([Job::square(9)])
+            .run(&JOB)
+            .await
+            .unwrap(),
+        [81]
+    );
+    farm.stop().await;
+}
+on_both!(an_input_the_worker_cannot_read_fails_that_task_only);
+
+async fn an_input_over_the_size_limit_is_refused_before_it_is_queued(
+    mut farm: impl Farm,
+    _dir: &Path,
+) {
+    farm.start_worker(WorkerOpts::default()).await;
+    let coordinator = Coordinator::new(farm.broker().await);
+    let big = Job {
+        value: 1,
+        pad: vec![7; fanout_redis::MAX_PAYLOAD],
+        ..Job::default()
+    };
+    let fits = Job {
+        value: 2,
+        pad: vec![7; 1 << 20],
+        ..Job::default()
+    };
+    let report = coordinator.fan_out([big, fits]).run_all(&JOB).await;
+    let Err(TaskError::Undeliverable(why)) = &report.outcomes()[0].1 else {
+        panic!("{:?}", report.outcomes()[0].1);
+    };
+    assert!(
+        why.contains("task 0: its input is 16777") && why.contains("over the limit"),
+        "{why}"
+    );
+    assert_eq!(report.outcomes()[1].1.as_ref().ok(), Some(&4));
+    let log = executions(farm.log());
+    assert!(
+        log.iter().all(|x| x.index != 0),
+        "the big task was queued: {log:?}"
+    );
+    farm.stop().await;
+}
+on_both!(an_input_over_the_size_limit_is_refused_before_it_is_queued);

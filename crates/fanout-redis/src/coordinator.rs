@@ -237,9 +237,7 @@ impl<I: DeserializeOwned, E: DeserializeOwned> DeadLetter<I, E> {
                 Err(_) => TaskError::Undeliverable(b.why.clone()),
             },
             Some(Ok(WireOutcome::Panicked(m))) => TaskError::Panicked(Panic::new(Box::new(m))),
-            Some(Ok(WireOutcome::TimedOut(ms))) => {
-                TaskError::TimedOut(Duration::from_millis(ms))
-            }
+            Some(Ok(WireOutcome::TimedOut(ms))) => TaskError::TimedOut(Duration::from_millis(ms)),
             _ => TaskError::Undeliverable(b.why.clone()),
         };
         Self {
@@ -481,7 +479,11 @@ impl<B: Broker> RunShared<B> {
             Some(Slot::Arrived(rec)) => Ok(rec),
             _ => {
                 let (tx, rx) = oneshot::channel();
-                slots.insert((index, attempt), Slot::Waiting(tx));
+                // Checked under the slots' lock, which `break_all` holds
+                // while it breaks: no proxy waits on a broken run.
+                if self.broken().is_none() {
+                    slots.insert((index, attempt), Slot::Waiting(tx));
+                }
                 Err(rx)
             }
         }
@@ -499,7 +501,11 @@ impl<B: Broker> RunShared<B> {
                      give the coordinator and the workers the same secret",
                     rec.index,
                     rec.worker,
-                    if rec.signature.is_some() { "signed with another secret, not" } else { "not signed" }
+                    if rec.signature.is_some() {
+                        "signed with another secret, not"
+                    } else {
+                        "not signed"
+                    }
                 ));
             }
         }
@@ -517,12 +523,10 @@ impl<B: Broker> RunShared<B> {
 
     /// Every waiting proxy ends: the broker failed for good.
     fn break_all(&self, why: String) {
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
         *self.broken.lock().unwrap_or_else(PoisonError::into_inner) = Some(why);
         // Dropping the senders wakes the receivers with an error.
-        self.slots
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .retain(|_, s| matches!(s, Slot::Arrived(_)));
+        slots.retain(|_, s| matches!(s, Slot::Arrived(_)));
     }
 
     fn broken(&self) -> Option<String> {
@@ -630,6 +634,13 @@ where
         Remote::Undeliverable(format!("task {index}: its input does not serialize: {e}"))
     })?;
     drop(item);
+    if payload.len() > crate::MAX_PAYLOAD {
+        return Err(Remote::Undeliverable(wire::too_large(
+            index,
+            "input",
+            payload.len(),
+        )));
+    }
     let trace = traceparent();
     let mut guard = InFlight {
         shared: &shared,
@@ -806,6 +817,27 @@ fn start_background<B: Broker>(
         };
         loop {
             match s.broker.results(&s.run, &cursor, Duration::from_secs(1)).await {
+                Ok((_, records)) if records.is_empty() => {
+                    // A quiet second: check that the broker still has the
+                    // run (a server restarted without persistence has
+                    // nothing, and the run would wait forever).
+                    match s.broker.still_there(&s.run).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            s.break_all(format!(
+                                "the broker lost run {}'s tasks and results: it restarted \
+                                 without persistence, or its keys were deleted or evicted \
+                                 (run Redis with appendonly yes and maxmemory-policy noeviction)",
+                                s.run
+                            ));
+                            return;
+                        }
+                        Err(e) => {
+                            s.break_all(e.to_string());
+                            return;
+                        }
+                    }
+                }
                 Ok((next, records)) => {
                     cursor = next;
                     for r in records {

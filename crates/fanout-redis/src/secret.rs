@@ -164,8 +164,13 @@ mod tests {
     #[test]
     fn a_short_secret_is_refused_with_how_to_make_one() {
         let err = Secret::new("short").unwrap_err();
-        assert!(err.to_string().contains("at least 16 bytes, this one has 5"));
-        assert_eq!(format!("{:?}", Secret::new([7u8; 32]).unwrap()), "Secret(..)");
+        assert!(err
+            .to_string()
+            .contains("at least 16 bytes, this one has 5"));
+        assert_eq!(
+            format!("{:?}", Secret::new([7u8; 32]).unwrap()),
+            "Secret(..)"
+        );
     }
 
     #[test]

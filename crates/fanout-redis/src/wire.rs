@@ -76,6 +76,15 @@ pub(crate) fn decode<V: DeserializeOwned>(bytes: &[u8]) -> Result<V, String> {
     postcard::from_bytes(bytes).map_err(|e| e.to_string())
 }
 
+/// Why a task's input or result cannot travel.
+pub(crate) fn too_large(index: u64, what: &str, len: usize) -> String {
+    format!(
+        "task {index}: its {what} is {len} bytes encoded, over the limit of {} bytes \
+         (fanout_redis::MAX_PAYLOAD): pass a reference to the data (a path, a URL, a key) instead",
+        crate::MAX_PAYLOAD
+    )
+}
+
 impl WireOutcome {
     /// The outcome in words, for a dead letter.
     pub(crate) fn describe(&self) -> String {

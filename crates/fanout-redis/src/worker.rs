@@ -130,6 +130,7 @@ where
                 return Box::pin(std::future::ready(WireOutcome::Undeliverable(why)));
             }
         };
+        let index = ctx.index;
         let fut = (self.f)(ctx, item);
         Box::pin(async move {
             let out = match timeout {
@@ -147,9 +148,15 @@ where
                 Ok(v) => wire::encode(v).map(WireOutcome::Ok),
                 Err(e) => wire::encode(e).map(WireOutcome::Failed),
             };
-            encoded.unwrap_or_else(|e| {
-                WireOutcome::Undeliverable(format!("the task's result does not serialize: {e}"))
-            })
+            match encoded {
+                Ok(WireOutcome::Ok(b) | WireOutcome::Failed(b)) if b.len() > crate::MAX_PAYLOAD => {
+                    WireOutcome::Undeliverable(wire::too_large(index, "result", b.len()))
+                }
+                Ok(outcome) => outcome,
+                Err(e) => WireOutcome::Undeliverable(format!(
+                    "task {index}: its result does not serialize: {e}"
+                )),
+            }
         })
     }
 }
@@ -689,7 +696,11 @@ async fn work<B: Broker>(
             );
             tracing::warn!(worker = %state.id, run = %meta.run, index = meta.index, "refusing a task not signed with this worker's secret");
             let task = wire::encode(&env).expect("an envelope always encodes");
-            if let Err(e) = state.broker.bury(&meta.handler, task, why.clone(), None).await {
+            if let Err(e) = state
+                .broker
+                .bury(&meta.handler, task, why.clone(), None)
+                .await
+            {
                 tracing::warn!(worker = %state.id, error = %e, "cannot move a refused task to the dead letters");
             }
             return undeliverable(why);

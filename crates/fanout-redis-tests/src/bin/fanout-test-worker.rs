@@ -2,14 +2,15 @@
 //! handler on a Redis until SIGTERM, logging executions to a file.
 //!
 //! `fanout-test-worker --redis URL [--id ID] [--limit N] [--lease-ms MS]
-//! [--max-deliveries N] [--log PATH] [--other-types] [--secret TEXT]`.
+//! [--max-deliveries N] [--log PATH] [--other-types] [--secret TEXT]
+//! [--ca PEM-FILE]`.
 //! Prints `ready` once it has announced itself, and its report when it
 //! stops.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use fanout_redis::{RedisBroker, Secret, Worker};
+use fanout_redis::{RedisBroker, RedisConfig, Secret, Worker};
 use fanout_redis_tests::handler::{job_worker, JOB_OTHER_TYPES};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
@@ -22,6 +23,7 @@ async fn main() {
     let mut log: Option<PathBuf> = None;
     let mut other_types = false;
     let mut secret = None;
+    let mut config = RedisConfig::default();
     while let Some(a) = args.next() {
         let mut value = || args.next().expect("a value");
         match a.as_str() {
@@ -32,11 +34,14 @@ async fn main() {
             "--max-deliveries" => max_deliveries = value().parse().expect("--max-deliveries N"),
             "--log" => log = Some(PathBuf::from(value())),
             "--other-types" => other_types = true,
+            "--ca" => config.ca_cert_pem = Some(std::fs::read(value()).expect("read the CA file")),
             "--secret" => secret = Some(Secret::new(value()).expect("a long enough secret")),
             other => panic!("unknown argument {other}"),
         }
     }
-    let broker = RedisBroker::connect(&url).await.expect("connect to Redis");
+    let broker = RedisBroker::connect_with(&url, config)
+        .await
+        .expect("connect to Redis");
     let worker = if other_types {
         Worker::new(broker).serve(&JOB_OTHER_TYPES, |_ctx, s: String| async move { Ok(s) })
     } else {

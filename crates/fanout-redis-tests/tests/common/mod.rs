@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use fanout_redis::{Broker, MemoryBroker, RedisBroker, WorkerReport};
+use fanout_redis::{Broker, Cursor, MemoryBroker, RedisBroker, WorkerReport};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use fanout_redis_tests::handler::{job_worker, JOB_OTHER_TYPES};
+use fanout_redis_tests::handler::{executions, job_worker, Execution, JOB_OTHER_TYPES};
 use fanout_redis_tests::server::RedisServer;
 
 /// How a worker is set up.
@@ -243,4 +243,58 @@ impl Farm for RedisFarm {
         }
         Vec::new()
     }
+}
+
+/// Waits (bounded: 30 s) until `pred` holds of the execution log.
+pub(crate) async fn until_log(log: &Path, what: &str, pred: impl Fn(&[Execution]) -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if pred(&executions(log)) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The records of `run` on the broker, as `(index, attempt, worker)`.
+pub(crate) async fn records<B: Broker>(broker: &B, run: &str) -> Vec<(u64, u32, String)> {
+    let (mut cursor, mut all) = (Cursor::start(), Vec::new());
+    loop {
+        let (next, recs) = broker
+            .results(run, &cursor, Duration::from_millis(1))
+            .await
+            .unwrap();
+        if recs.is_empty() {
+            return all;
+        }
+        cursor = next;
+        all.extend(recs.iter().map(|r| decode_record(r)));
+    }
+}
+
+/// The first fields of an encoded record: two postcard varints and a
+/// string (a varint length, then the bytes).
+fn decode_record(bytes: &[u8]) -> (u64, u32, String) {
+    fn varint(b: &[u8], at: &mut usize) -> u64 {
+        let (mut v, mut shift) = (0u64, 0);
+        loop {
+            let byte = b[*at];
+            *at += 1;
+            v |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return v;
+            }
+            shift += 7;
+        }
+    }
+    let mut at = 0;
+    let index = varint(bytes, &mut at);
+    let attempt = u32::try_from(varint(bytes, &mut at)).expect("an attempt number");
+    let len = usize::try_from(varint(bytes, &mut at)).expect("a length");
+    let worker = String::from_utf8(bytes[at..at + len].to_vec()).expect("a worker id");
+    (index, attempt, worker)
 }

@@ -152,6 +152,12 @@ pub trait Broker: sealed::Sealed + Clone + Send + Sync + 'static {
         keep: Duration,
     ) -> impl Future<Output = Result<(), BrokerError>> + Send;
 
+    /// `false` if the broker no longer knows `run` although it began: it
+    /// lost its data (restarted without persistence, keys deleted or
+    /// evicted).
+    #[doc(hidden)]
+    fn still_there(&self, run: &str) -> impl Future<Output = Result<bool, BrokerError>> + Send;
+
     /// Queues encoded envelopes for `handler`'s workers.
     #[doc(hidden)]
     fn enqueue(

@@ -12,6 +12,7 @@
 //! | `fanout:run:{R}:res` | stream | run `R`'s results, one record per task attempt |
 //! | `fanout:run:{R}:done` | hash | which attempts of `R` are recorded |
 //! | `fanout:run:{R}:cancel` | string | set when `R` is cancelled |
+//! | `fanout:run:{R}:live` | string | set while `R` runs: its absence means the server lost its data |
 //! | `fanout:cancel` | pub/sub channel | cancelled run ids |
 //!
 //! Timing (leases, heartbeats, retry due times) uses the server's clock
@@ -206,6 +207,12 @@ impl RedisBroker {
     /// As `connect`.
     pub async fn connect_with(url: &str, config: RedisConfig) -> Result<Self, BrokerError> {
         let shown = redact(url);
+        if url.starts_with("rediss://") && rustls::crypto::CryptoProvider::get_default().is_none() {
+            // rustls needs a process-wide crypto provider; the application
+            // may have chosen one, else it is `ring` (losing a race with
+            // another installer is fine: one is installed either way).
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
         let client = match &config.ca_cert_pem {
             Some(ca) => Client::build_with_tls(
                 url,
@@ -638,13 +645,21 @@ impl Broker for RedisBroker {
     async fn begin(&self, run: &str, keep: Duration) -> Result<(), BrokerError> {
         let cancel = self.key_run(run, "cancel");
         let (res, done) = (self.key_run(run, "res"), self.key_run(run, "done"));
+        let live = self.key_run(run, "live");
         let keep = keep.as_secs().max(1);
         self.with_commands("cannot start a run on", |mut con| {
-            let (cancel, res, done) = (cancel.clone(), res.clone(), done.clone());
+            let (cancel, res, done, live) =
+                (cancel.clone(), res.clone(), done.clone(), live.clone());
             async move {
                 redis::pipe()
                     .cmd("DEL")
                     .arg(&cancel)
+                    .ignore()
+                    .cmd("SET")
+                    .arg(&live)
+                    .arg(1)
+                    .arg("EX")
+                    .arg(keep)
                     .ignore()
                     .cmd("EXPIRE")
                     .arg(&res)
@@ -763,8 +778,19 @@ impl Broker for RedisBroker {
         .await
     }
 
+    async fn still_there(&self, run: &str) -> Result<bool, BrokerError> {
+        let live = self.key_run(run, "live");
+        let n: i64 = self
+            .with_commands("cannot check a run on", |mut con| {
+                let live = live.clone();
+                async move { redis::cmd("EXISTS").arg(&live).query_async(&mut con).await }
+            })
+            .await?;
+        Ok(n > 0)
+    }
+
     async fn end(&self, run: &str, keep: Duration) -> Result<(), BrokerError> {
-        let keys = ["res", "done", "cancel"].map(|w| self.key_run(run, w));
+        let keys = ["res", "done", "cancel", "live"].map(|w| self.key_run(run, w));
         let keep = keep.as_secs().max(1);
         self.with_commands("cannot end a run on", |mut con| {
             let keys = keys.clone();
@@ -1147,7 +1173,12 @@ impl Broker for RedisBroker {
         let key = self.key_dead(handler);
         self.with_commands("cannot clear dead letters on", |mut con| {
             let key = key.clone();
-            async move { redis::cmd("DEL").arg(&key).query_async::<()>(&mut con).await }
+            async move {
+                redis::cmd("DEL")
+                    .arg(&key)
+                    .query_async::<()>(&mut con)
+                    .await
+            }
         })
         .await
     }
