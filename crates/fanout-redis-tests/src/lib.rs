@@ -4,4 +4,6 @@
 //! workers are in `tests/common`.)
 
 pub mod handler;
+#[cfg(feature = "otel")]
+pub mod otel;
 pub mod server;

@@ -3,7 +3,8 @@
 //!
 //! `fanout-test-worker --redis URL [--id ID] [--limit N] [--lease-ms MS]
 //! [--max-deliveries N] [--log PATH] [--other-types] [--secret TEXT]
-//! [--ca PEM-FILE]`.
+//! [--ca PEM-FILE] [--spans PATH]`. With `--spans` (the `otel` feature),
+//! the worker's spans are written to PATH when it stops.
 //! Prints `ready` once it has announced itself, and its report when it
 //! stops.
 
@@ -24,6 +25,7 @@ async fn main() {
     let mut other_types = false;
     let mut secret = None;
     let mut config = RedisConfig::default();
+    let mut spans: Option<PathBuf> = None;
     while let Some(a) = args.next() {
         let mut value = || args.next().expect("a value");
         match a.as_str() {
@@ -34,11 +36,16 @@ async fn main() {
             "--max-deliveries" => max_deliveries = value().parse().expect("--max-deliveries N"),
             "--log" => log = Some(PathBuf::from(value())),
             "--other-types" => other_types = true,
+            "--spans" => spans = Some(PathBuf::from(value())),
             "--ca" => config.ca_cert_pem = Some(std::fs::read(value()).expect("read the CA file")),
             "--secret" => secret = Some(Secret::new(value()).expect("a long enough secret")),
             other => panic!("unknown argument {other}"),
         }
     }
+    #[cfg(feature = "otel")]
+    let collected = spans.as_ref().map(|_| fanout_redis_tests::otel::install());
+    #[cfg(not(feature = "otel"))]
+    assert!(spans.is_none(), "--spans needs the otel feature");
     let broker = RedisBroker::connect_with(&url, config)
         .await
         .expect("connect to Redis");
@@ -67,5 +74,9 @@ async fn main() {
         stop.cancel();
     });
     let report = worker.run(shutdown).await.expect("the worker");
+    #[cfg(feature = "otel")]
+    if let (Some(c), Some(path)) = (&collected, &spans) {
+        c.write(path);
+    }
     println!("{report:?}");
 }
