@@ -542,3 +542,84 @@ async fn an_input_over_the_size_limit_is_refused_before_it_is_queued(
     farm.stop().await;
 }
 on_both!(an_input_over_the_size_limit_is_refused_before_it_is_queued);
+
+async fn a_stream_hands_outcomes_over_as_they_complete_or_in_input_order(
+    mut farm: impl Farm,
+    _dir: &Path,
+) {
+    farm.start_worker(WorkerOpts::default()).await;
+    let coordinator = Coordinator::new(farm.broker().await);
+    // Task i sleeps (5 - i) * 150 ms: the last finishes first.
+    let jobs = || (0..5u64).map(|i| Job::sleepy(i, (5 - i) * 150));
+    let progress = fanout::Progress::new();
+    let mut s = coordinator
+        .fan_out(jobs())
+        .progress(&progress)
+        .stream(fanout::Order::Completion, &JOB);
+    let mut seen = Vec::new();
+    while let Some((i, o)) = s.next().await {
+        assert_eq!(o.unwrap(), (i as u64).pow(2));
+        seen.push(i);
+    }
+    assert_eq!(seen, [4, 3, 2, 1, 0]);
+    let snap = progress.snapshot();
+    assert_eq!((snap.started, snap.succeeded, snap.in_flight), (5, 5, 0));
+    let mut s = coordinator.fan_out(jobs()).stream(fanout::Order::Input, &JOB);
+    let mut seen = Vec::new();
+    while let Some((i, o)) = s.next().await {
+        o.unwrap();
+        seen.push(i);
+    }
+    assert_eq!(seen, [0, 1, 2, 3, 4]);
+    farm.stop().await;
+}
+on_both!(a_stream_hands_outcomes_over_as_they_complete_or_in_input_order);
+
+async fn the_callers_token_and_the_deadline_cancel_the_tasks_on_the_workers(
+    mut farm: impl Farm,
+    _dir: &Path,
+) {
+    farm.start_worker(WorkerOpts::default()).await;
+    let coordinator = Coordinator::new(farm.broker().await);
+    let log = farm.log().to_owned();
+    let cancelled_in = |run: &str| {
+        executions(&log)
+            .iter()
+            .filter(|x| x.what == "cancelled" && x.run == run)
+            .count()
+    };
+    // The caller's token, once all four tasks run.
+    let token = tokio_util::sync::CancellationToken::new();
+    let run = tokio::spawn(
+        coordinator
+            .fan_out((0..4).map(|i| Job::sleepy(i, 60_000)))
+            .id("token")
+            .cancel_on(&token)
+            .run(&JOB),
+    );
+    until_log(&log, "four tasks running", |e| {
+        e.iter().filter(|x| x.run == "token").count() == 4
+    })
+    .await;
+    token.cancel();
+    let err = run.await.unwrap().unwrap_err();
+    assert!(matches!(err.cause(), fanout::Cause::Cancelled), "{err:?}");
+    assert_eq!(err.counts().cancelled, 4, "{}", err.counts());
+    until_log(&log, "the four cancelled on the worker", |_| cancelled_in("token") == 4).await;
+    // The deadline.
+    let err = coordinator
+        .fan_out((0..4).map(|i| Job::sleepy(i, 60_000)))
+        .id("deadline")
+        .deadline(Duration::from_millis(500))
+        .run(&JOB)
+        .await
+        .unwrap_err();
+    assert!(matches!(err.cause(), fanout::Cause::DeadlineExceeded), "{err:?}");
+    until_log(&log, "the started ones cancelled on the worker", |e| {
+        let started = e.iter().filter(|x| x.run == "deadline").count() - cancelled_in("deadline");
+        started > 0 && started == cancelled_in("deadline")
+    })
+    .await;
+    farm.stop().await;
+}
+on_both!(the_callers_token_and_the_deadline_cancel_the_tasks_on_the_workers);
