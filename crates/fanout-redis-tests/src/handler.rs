@@ -81,12 +81,16 @@ pub const NOBODY: Handler<Job, u64, String> = Handler::new("nobody");
 
 /// Runs one job; logs its start and its end (or that its run's token
 /// fired while it slept) to `log`, one line each: `start|end|cancelled run
-/// index attempt worker`, so that tests count executions across processes.
+/// index attempt worker unix-nanos`, so that tests count executions across
+/// processes.
 pub async fn run_job(ctx: RemoteCtx, job: Job, log: Option<PathBuf>) -> Result<u64, String> {
     let note = |what: &str| {
         if let Some(path) = &log {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
             let line = format!(
-                "{what} {} {} {} {}\n",
+                "{what} {} {} {} {} {nanos}\n",
                 ctx.run(),
                 ctx.index(),
                 ctx.attempt(),
@@ -146,6 +150,9 @@ pub struct Execution {
     pub attempt: u32,
     /// The worker.
     pub worker: String,
+    /// When, in nanoseconds since the Unix epoch (one clock for every
+    /// process of the machine).
+    pub at_ns: u128,
 }
 
 /// The lines of an execution log.
@@ -154,12 +161,13 @@ pub fn executions(log: &std::path::Path) -> Vec<Execution> {
     text.lines()
         .filter_map(|line| {
             let f: Vec<&str> = line.split(' ').collect();
-            (f.len() == 5).then(|| Execution {
+            (f.len() == 6).then(|| Execution {
                 what: f[0].to_owned(),
                 run: f[1].to_owned(),
                 index: f[2].parse().unwrap_or(u64::MAX),
                 attempt: f[3].parse().unwrap_or(0),
                 worker: f[4].to_owned(),
+                at_ns: f[5].parse().unwrap_or(0),
             })
         })
         .collect()

@@ -551,16 +551,16 @@ impl<B: Broker> RunShared<B> {
         payload: &[u8],
         traceparent: Option<String>,
     ) -> Vec<u8> {
-        let mut env = Envelope {
+        let mut env = Envelope::<&[u8], &str> {
             version: wire::VERSION,
-            run: self.run.clone(),
+            run: &self.run,
             index,
             attempt,
             types: self.types,
             timeout_ms: self.timeout_ms,
             traceparent,
             signature: None,
-            payload: payload.to_vec(),
+            payload,
         };
         if let Some(secret) = &self.secret {
             secret.sign_envelope(&mut env);
@@ -949,26 +949,6 @@ impl<B: Broker> Ending<B> {
     }
 }
 
-/// The proxy function the local engine runs for each input.
-type ProxyFn<K, I, T, E> = Arc<
-    dyn Fn(TaskCtx<K>, I) -> Pin<Box<dyn Future<Output = Result<T, Remote<E>>> + Send>>
-        + Send
-        + Sync,
->;
-
-fn proxy_fn<B, K, I, T, E, R>(shared: &Arc<RunShared<B>>, retry: &Arc<R>) -> ProxyFn<K, I, T, E>
-where
-    B: Broker,
-    K: Send + 'static,
-    I: Serialize + Send + 'static,
-    T: DeserializeOwned + Send + 'static,
-    E: DeserializeOwned + Send + 'static,
-    R: RetryPolicy<I, E>,
-{
-    let (shared, retry) = (shared.clone(), retry.clone());
-    Arc::new(move |ctx, item| Box::pin(proxy(shared.clone(), retry.clone(), ctx, item)))
-}
-
 /// Re-raises the first remote panic under `PanicPolicy::Propagate` (its
 /// message as a `String` payload).
 fn reraise<E>(panics: PanicPolicy, e: &TaskError<E>) {
@@ -1014,8 +994,10 @@ where
             ending,
             panics,
         } = self.start(handler);
-        let f = proxy_fn(&ending.shared, &retry);
-        let result = local.run(move |ctx, item| f(ctx, item)).await;
+        let shared = ending.shared.clone();
+        let result = local
+            .run(move |ctx, item| proxy(shared.clone(), retry.clone(), ctx, item))
+            .await;
         ending.end().await;
         result.map_err(|e| {
             let (cause, others, counts) = e.into_parts();
@@ -1056,11 +1038,11 @@ where
             ending,
             panics,
         } = self.start(handler);
-        let f = proxy_fn(&ending.shared, &retry);
+        let shared = ending.shared.clone();
         let stop = ending.shared.stop.clone();
         let report = local
             .run_all(move |ctx, item| {
-                let fut = f(ctx, item);
+                let fut = proxy(shared.clone(), retry.clone(), ctx, item);
                 let stop = stop.clone();
                 async move {
                     let out = fut.await;
@@ -1114,8 +1096,10 @@ where
             ending,
             panics,
         } = self.start(handler);
-        let f = proxy_fn(&ending.shared, &retry);
-        let inner = local.stream(order, move |ctx, item| f(ctx, item));
+        let shared = ending.shared.clone();
+        let inner = local.stream(order, move |ctx, item| {
+            proxy(shared.clone(), retry.clone(), ctx, item)
+        });
         RemoteStream {
             inner,
             panics,

@@ -101,7 +101,10 @@ impl Secret {
     }
 
     /// Signs `env` (everything in it but the signature).
-    pub(crate) fn sign_envelope(&self, env: &mut Envelope) {
+    pub(crate) fn sign_envelope<P: serde::Serialize, R: serde::Serialize>(
+        &self,
+        env: &mut Envelope<P, R>,
+    ) {
         env.signature = None;
         let bytes = wire::encode(env).expect("an envelope always encodes");
         env.signature = Some(self.tag(&[b"task", &bytes]));

@@ -8,12 +8,14 @@ use serde::{Deserialize, Serialize};
 /// The format version of envelopes and records; a worker refuses others.
 pub(crate) const VERSION: u8 = 1;
 
-/// One attempt of one task, as queued for a handler's workers.
+/// One attempt of one task, as queued for a handler's workers. The
+/// coordinator encodes it with a borrowed run id and payload (`&str`,
+/// `&[u8]`: no copies); workers decode it owned. Both encode the same.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct Envelope {
+pub(crate) struct Envelope<P = Vec<u8>, R = String> {
     pub(crate) version: u8,
     /// The run the task belongs to.
-    pub(crate) run: String,
+    pub(crate) run: R,
     /// The task's position in the run's input.
     pub(crate) index: u64,
     /// Which attempt this is, from 1.
@@ -28,7 +30,7 @@ pub(crate) struct Envelope {
     /// signed (see `Secret`).
     pub(crate) signature: Option<[u8; 32]>,
     /// The task's input, encoded.
-    pub(crate) payload: Vec<u8>,
+    pub(crate) payload: P,
 }
 
 /// A task's attempt, as recorded (once) in its run's results.

@@ -92,7 +92,9 @@ trait Serve: Send + Sync {
 }
 
 struct Typed<I, T, E, F> {
-    handler: Handler<I, T, E>,
+    /// The handler's type fingerprint, computed once.
+    types: u64,
+    handler: std::marker::PhantomData<Handler<I, T, E>>,
     f: Arc<F>,
 }
 
@@ -105,7 +107,7 @@ where
     Fut: Future<Output = Result<T, E>> + Send + 'static,
 {
     fn types(&self) -> u64 {
-        self.handler.types()
+        self.types
     }
 
     fn type_names(&self) -> String {
@@ -342,7 +344,8 @@ impl<B: Broker> Worker<B> {
         self.handlers.insert(
             name,
             Arc::new(Typed {
-                handler: *handler,
+                types: handler.types(),
+                handler: std::marker::PhantomData,
                 f: Arc::new(f),
             }),
         );
@@ -367,7 +370,7 @@ impl<B: Broker> Worker<B> {
             id: Arc::from(self.id.as_str()),
             names,
             handlers: self.handlers,
-            held: Mutex::new(HashSet::new()),
+            held: Mutex::new(Held::default()),
             runs: Mutex::new(Runs::default()),
             lease: self.lease,
             max_deliveries: self.max_deliveries,
@@ -464,6 +467,41 @@ struct TaskMeta {
     deliveries: u32,
 }
 
+/// The queue entries a worker holds (claimed, not yet settled), by
+/// handler: their leases are renewed.
+#[derive(Default)]
+struct Held(HashMap<String, HashSet<String>>);
+
+impl Held {
+    fn insert(&mut self, handler: &str, entry: String) {
+        match self.0.get_mut(handler) {
+            Some(entries) => {
+                entries.insert(entry);
+            }
+            None => {
+                self.0.insert(handler.to_owned(), HashSet::from([entry]));
+            }
+        }
+    }
+
+    fn remove(&mut self, handler: &str, entry: &str) {
+        if let Some(entries) = self.0.get_mut(handler) {
+            entries.remove(entry);
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.0.values().map(HashSet::len).sum()
+    }
+
+    fn pairs(&self) -> Vec<(String, String)> {
+        self.0
+            .iter()
+            .flat_map(|(h, es)| es.iter().map(move |e| (h.clone(), e.clone())))
+            .collect()
+    }
+}
+
 /// What became of a delivery.
 enum Settled {
     Record(Recorded),
@@ -493,7 +531,7 @@ struct State<B> {
     names: Vec<String>,
     handlers: HashMap<String, Arc<dyn Serve>>,
     /// Entries claimed and not yet settled: their leases are renewed.
-    held: Mutex<HashSet<(String, String)>>,
+    held: Mutex<Held>,
     runs: Mutex<Runs>,
     lease: Duration,
     max_deliveries: u32,
@@ -615,7 +653,7 @@ impl<B: Broker> State<B> {
             self.held
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .remove(&(meta.handler.clone(), meta.entry.clone()));
+                .remove(&meta.handler, &meta.entry);
             match settled {
                 Settled::Record(mut rec) => {
                     if let Some(secret) = &self.secret {
@@ -855,12 +893,12 @@ impl<B: Broker> Feed<B> {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             for d in got {
-                held.insert((d.handler.clone(), d.entry.clone()));
+                held.insert(&d.handler, d.entry.clone());
                 match wire::decode::<Envelope>(&d.task) {
                     Ok(env) => read.push((d, env)),
                     Err(e) => {
                         tracing::warn!(entry = %d.entry, error = %e, "dropping a queue entry that is not a fanout task");
-                        held.remove(&(d.handler.clone(), d.entry.clone()));
+                        held.remove(&d.handler, &d.entry);
                         let _ = self.discards.send(Discard {
                             handler: d.handler,
                             entry: d.entry,
@@ -869,18 +907,27 @@ impl<B: Broker> Feed<B> {
                 }
             }
         }
-        let runs: Vec<Arc<str>> = read
+        // The run ids, shared: a batch is mostly one run's tasks.
+        let mut runs: Vec<Arc<str>> = Vec::new();
+        let run_ids: Vec<Arc<str>> = read
             .iter()
-            .map(|(_, env)| Arc::from(env.run.as_str()))
+            .map(|(_, env)| match runs.iter().find(|r| ***r == *env.run) {
+                Some(r) => r.clone(),
+                None => {
+                    let r: Arc<str> = Arc::from(env.run.as_str());
+                    runs.push(r.clone());
+                    r
+                }
+            })
             .collect();
         self.state.check_runs(runs).await;
-        for (d, env) in read {
+        for ((d, env), run) in read.into_iter().zip(run_ids) {
             if self.state.is_cancelled(&env.run) {
                 self.state
                     .held
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
-                    .remove(&(d.handler.clone(), d.entry.clone()));
+                    .remove(&d.handler, &d.entry);
                 let _ = self.discards.send(Discard {
                     handler: d.handler,
                     entry: d.entry,
@@ -890,7 +937,7 @@ impl<B: Broker> Feed<B> {
             let meta = TaskMeta {
                 handler: d.handler,
                 entry: d.entry,
-                run: Arc::from(env.run.as_str()),
+                run,
                 index: env.index,
                 attempt: env.attempt,
                 deliveries: d.deliveries,
@@ -913,9 +960,7 @@ fn spawn_heartbeat<B: Broker>(tasks: &mut JoinSet<()>, state: &Arc<State<B>>) {
                 .held
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .iter()
-                .cloned()
-                .collect();
+                .pairs();
             if let Err(e) = state.broker.renew(&state.id, &state.names, &held).await {
                 tracing::warn!(worker = %state.id, error = %e, "cannot renew leases");
             }

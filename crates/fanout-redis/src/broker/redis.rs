@@ -36,21 +36,54 @@ use crate::wire;
 /// The consumer group of every queue.
 const GROUP: &str = "workers";
 
-/// Records a task attempt's result once: `HSETNX` on the run's `done` hash,
-/// and the record appended to its results stream only if that was the
-/// first. Both keys are the run's (one Cluster slot). New keys get the
-/// run's expiry.
+/// Records task attempts' results once each: for each `(field, record)`
+/// pair of ARGV[2..], `HSETNX` on the run's `done` hash; the records whose
+/// field was new are appended to the run's results stream together, as
+/// one entry (each record framed by its length, see `frame`). Both keys
+/// are the run's (one Cluster slot). New keys get the expiry ARGV[1].
 const RECORD: &str = r"
-if redis.call('HSETNX', KEYS[1], ARGV[1], 1) == 1 then
-  redis.call('XADD', KEYS[2], '*', 'r', ARGV[2])
-  if redis.call('TTL', KEYS[2]) < 0 then
-    redis.call('EXPIRE', KEYS[1], ARGV[3])
-    redis.call('EXPIRE', KEYS[2], ARGV[3])
+local new = {}
+for i = 2, #ARGV, 2 do
+  if redis.call('HSETNX', KEYS[1], ARGV[i], 1) == 1 then
+    new[#new + 1] = ARGV[i + 1]
   end
-  return 1
 end
-return 0
+if #new > 0 then
+  redis.call('XADD', KEYS[2], '*', 'b', table.concat(new))
+  if redis.call('TTL', KEYS[2]) < 0 then
+    redis.call('EXPIRE', KEYS[1], ARGV[1])
+    redis.call('EXPIRE', KEYS[2], ARGV[1])
+  end
+end
+return #new
 ";
+
+/// A record as the `RECORD` script stores it: its length (4 bytes, little
+/// endian), then the record. One results entry holds a batch of them: a
+/// coordinator reads a batch of results as one entry, not one per task.
+fn frame(record: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(record.len()).expect("records are far below 4 GiB");
+    let mut out = Vec::with_capacity(4 + record.len());
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(record);
+    out
+}
+
+/// The records of a results entry written by `RECORD`.
+fn unframe(mut batch: &[u8], out: &mut Vec<Vec<u8>>) -> Result<(), BrokerError> {
+    while !batch.is_empty() {
+        let (len, rest) = batch
+            .split_first_chunk::<4>()
+            .ok_or_else(|| protocol("a results entry"))?;
+        let len = u32::from_le_bytes(*len) as usize;
+        if rest.len() < len {
+            return Err(protocol("a results entry"));
+        }
+        out.push(rest[..len].to_vec());
+        batch = &rest[len..];
+    }
+    Ok(())
+}
 
 /// Queues an envelope once ARGV[1] milliseconds have passed on the
 /// server's clock.
@@ -152,6 +185,8 @@ struct Inner {
     /// blocking command holds its connection).
     blocking: Mutex<Vec<MultiplexedConnection>>,
     scripts: Scripts,
+    /// Queue keys whose consumer group is known to exist.
+    groups: Mutex<std::collections::HashSet<String>>,
 }
 
 struct Scripts {
@@ -239,6 +274,7 @@ impl RedisBroker {
                 config,
                 commands: Mutex::new(None),
                 blocking: Mutex::new(Vec::new()),
+                groups: Mutex::new(std::collections::HashSet::new()),
                 scripts: Scripts {
                     record: Script::new(RECORD),
                     schedule: Script::new(SCHEDULE),
@@ -462,6 +498,17 @@ impl RedisBroker {
     /// are delivered).
     async fn ensure_group(&self, handler: &str) -> Result<(), BrokerError> {
         let key = self.key_q(handler);
+        // Known to exist: a server that lost it answers NOGROUP, and
+        // `forget_groups` makes the next call create it again.
+        if self
+            .inner
+            .groups
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&key)
+        {
+            return Ok(());
+        }
         self.with_commands("cannot create the queue on", |mut con| {
             let key = key.clone();
             async move {
@@ -480,21 +527,48 @@ impl RedisBroker {
                 }
             }
         })
-        .await
+        .await?;
+        self.inner
+            .groups
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key);
+        Ok(())
+    }
+
+    /// After a NOGROUP answer (the server lost its data): groups are
+    /// created again on next use.
+    fn forget_groups(&self, e: &BrokerError) {
+        if e.message.contains("NOGROUP") {
+            self.inner
+                .groups
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clear();
+        }
     }
 
     /// Records `(run, field)` once, with `record`.
     fn record_invocation(&self, pipe: &mut redis::Pipeline, run: &str, field: &str, record: &[u8]) {
+        self.record_batch(pipe, run, &[(field, record)]);
+    }
+
+    /// Records each `(field, record)` of `run` once, in one script call.
+    fn record_batch(&self, pipe: &mut redis::Pipeline, run: &str, records: &[(&str, &[u8])]) {
+        // Keys made by a worker before the coordinator set the run's own
+        // expiry (it does when the run begins and ends) live a week.
         let keep = 7 * 24 * 3600;
-        pipe.cmd("EVALSHA")
+        let cmd = pipe
+            .cmd("EVALSHA")
             .arg(self.inner.scripts.record.get_hash())
             .arg(2)
             .arg(self.key_run(run, "done"))
             .arg(self.key_run(run, "res"))
-            .arg(field)
-            .arg(record)
-            .arg(keep)
-            .ignore();
+            .arg(keep);
+        for (field, record) in records {
+            cmd.arg(*field).arg(frame(record));
+        }
+        cmd.ignore();
     }
 
     /// Loads the scripts (after a restart of the server, which forgets
@@ -518,18 +592,18 @@ impl RedisBroker {
         doing: &str,
         pipe: redis::Pipeline,
     ) -> Result<Vec<Value>, BrokerError> {
-        let run = |pipe: redis::Pipeline| {
-            self.with_commands(doing, move |mut con| {
-                let pipe = pipe.clone();
-                async move { pipe.query_async::<Vec<Value>>(&mut con).await }
+        let pipe = &pipe;
+        let run = || {
+            self.with_commands(doing, move |mut con| async move {
+                pipe.query_async::<Vec<Value>>(&mut con).await
             })
         };
-        match run(pipe.clone()).await {
+        match run().await {
             Err(e)
                 if e.message.contains("NOSCRIPT") || e.message.contains("No matching script") =>
             {
                 self.load_scripts().await?;
-                run(pipe).await
+                run().await
             }
             other => other,
         }
@@ -589,45 +663,100 @@ fn field(fields: &Value, name: &str) -> Option<Vec<u8>> {
     match fields {
         Value::Array(kv) => kv
             .chunks(2)
-            .find(|c| text(&c[0]).as_deref() == Some(name))
+            .find(|c| is_name(&c[0], name))
             .and_then(|c| c.get(1).and_then(bytes)),
         Value::Map(kv) => kv
             .iter()
-            .find(|(k, _)| text(k).as_deref() == Some(name))
+            .find(|(k, _)| is_name(k, name))
             .and_then(|(_, v)| bytes(v)),
         _ => None,
     }
 }
 
-/// The entries of an `XREAD`/`XREADGROUP` reply: `(stream, id, fields)`.
-fn stream_entries(reply: &Value) -> Result<Vec<(String, String, Value)>, BrokerError> {
+/// Moves the value of field `name` out of an entry's fields (no copy).
+fn take_field(fields: &mut Value, name: &str) -> Option<Vec<u8>> {
+    let v = match fields {
+        Value::Array(kv) => kv.chunks_mut(2).find_map(|c| match c {
+            [k, v] if is_name(k, name) => Some(v),
+            _ => None,
+        }),
+        Value::Map(kv) => kv
+            .iter_mut()
+            .find_map(|(k, v)| is_name(k, name).then_some(v)),
+        _ => None,
+    }?;
+    match std::mem::replace(v, Value::Nil) {
+        Value::BulkString(b) => Some(b),
+        Value::SimpleString(s) => Some(s.into_bytes()),
+        _ => None,
+    }
+}
+
+/// `true` if `v` is the text `name` (compared without allocating).
+fn is_name(v: &Value, name: &str) -> bool {
+    match v {
+        Value::BulkString(b) => b == name.as_bytes(),
+        Value::SimpleString(s) => s == name,
+        _ => false,
+    }
+}
+
+/// The entries of an `XREAD`/`XREADGROUP` reply, moved out of it:
+/// `(stream, id, fields)`.
+fn stream_entries(reply: Value) -> Result<Vec<(String, String, Value)>, BrokerError> {
     let mut out = Vec::new();
     let streams: Vec<(Value, Value)> = match reply {
         Value::Nil => return Ok(out),
         Value::Array(a) => a
-            .iter()
-            .map(|s| match array(s) {
-                Some([name, entries]) => Ok((name.clone(), entries.clone())),
+            .into_iter()
+            .map(|s| match s {
+                Value::Array(pair) => match <[Value; 2]>::try_from(pair) {
+                    Ok([name, entries]) => Ok((name, entries)),
+                    Err(_) => Err(protocol("a stream of XREAD")),
+                },
                 _ => Err(protocol("a stream of XREAD")),
             })
             .collect::<Result<_, _>>()?,
-        Value::Map(m) => m.clone(),
+        Value::Map(m) => m,
         _ => return Err(protocol("XREAD")),
     };
     for (name, entries) in streams {
         let name = text(&name).ok_or_else(|| protocol("a stream name"))?;
-        for entry in array(&entries).ok_or_else(|| protocol("stream entries"))? {
-            match array(entry) {
-                Some([id, fields]) => {
-                    let id = text(id).ok_or_else(|| protocol("an entry id"))?;
-                    out.push((name.clone(), id, fields.clone()));
-                }
-                // An entry deleted while pending is returned as nil fields.
+        let Value::Array(entries) = entries else {
+            return Err(protocol("stream entries"));
+        };
+        for entry in entries {
+            match entry {
+                Value::Array(pair) => match <[Value; 2]>::try_from(pair) {
+                    Ok([id, fields]) => {
+                        let id = text(&id).ok_or_else(|| protocol("an entry id"))?;
+                        out.push((name.clone(), id, fields));
+                    }
+                    // An entry deleted while pending comes with nil fields.
+                    Err(_) => continue,
+                },
                 _ => continue,
             }
         }
     }
     Ok(out)
+}
+
+/// A stream entry id, `ms-seq`, ordered as Redis orders them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct EntryId(u64, u64);
+
+impl EntryId {
+    fn parse(id: &str) -> Option<Self> {
+        let (ms, seq) = id.split_once('-')?;
+        Some(Self(ms.parse().ok()?, seq.parse().ok()?))
+    }
+}
+
+impl std::fmt::Display for EntryId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.0, self.1)
+    }
 }
 
 /// The handler whose queue key is `key` (`prefix:q:{handler}`).
@@ -680,7 +809,7 @@ impl Broker for RedisBroker {
         if tasks.is_empty() {
             return Ok(());
         }
-        self.ensure_group(handler).await?;
+        // No group needed: workers create it from the stream's start.
         let key = self.key_q(handler);
         let mut pipe = redis::pipe();
         for task in &tasks {
@@ -691,9 +820,9 @@ impl Broker for RedisBroker {
                 .arg(task)
                 .ignore();
         }
-        self.with_commands("cannot queue tasks on", |mut con| {
-            let pipe = pipe.clone();
-            async move { pipe.query_async::<()>(&mut con).await }
+        let pipe = &pipe;
+        self.with_commands("cannot queue tasks on", |mut con| async move {
+            pipe.query_async::<()>(&mut con).await
         })
         .await
     }
@@ -704,7 +833,6 @@ impl Broker for RedisBroker {
         delay: Duration,
         task: Vec<u8>,
     ) -> Result<(), BrokerError> {
-        self.ensure_group(handler).await?;
         let mut pipe = redis::pipe();
         pipe.cmd("EVALSHA")
             .arg(self.inner.scripts.schedule.get_hash())
@@ -745,9 +873,9 @@ impl Broker for RedisBroker {
             .await?;
         let mut cursor = after.clone();
         let mut out = Vec::new();
-        for (_, id, fields) in stream_entries(&reply)? {
-            if let Some(r) = field(&fields, "r") {
-                out.push(r);
+        for (_, id, mut fields) in stream_entries(reply)? {
+            if let Some(batch) = take_field(&mut fields, "b") {
+                unframe(&batch, &mut out)?;
             }
             cursor = Cursor(id);
         }
@@ -858,11 +986,12 @@ impl Broker for RedisBroker {
                     cmd.query_async(&mut con).await
                 }
             })
-            .await?;
+            .await
+            .inspect_err(|e| self.forget_groups(e))?;
         let mut out = Vec::new();
-        for (stream, id, fields) in stream_entries(&reply)? {
+        for (stream, id, mut fields) in stream_entries(reply)? {
             let handler = handler_of(&stream).ok_or_else(|| protocol("a queue name"))?;
-            let task = field(&fields, "t").ok_or_else(|| protocol("a task entry"))?;
+            let task = take_field(&mut fields, "t").ok_or_else(|| protocol("a task entry"))?;
             out.push(Delivery {
                 handler,
                 entry: id,
@@ -878,42 +1007,85 @@ impl Broker for RedisBroker {
             return Ok(());
         }
         // First which entries this worker still holds: a worker whose lease
-        // passed (it stalled, another took the task) records nothing.
-        let mut check = redis::pipe();
+        // passed (it stalled, another took the task) records nothing. One
+        // XPENDING per queue, over the range of the batch's entries,
+        // filtered to this worker.
+        let mut queues: Vec<(&str, EntryId, EntryId)> = Vec::new();
         for c in &done {
+            let Some(id) = EntryId::parse(&c.entry) else {
+                continue;
+            };
+            match queues.iter_mut().find(|(h, _, _)| *h == c.handler) {
+                Some((_, lo, hi)) => {
+                    *lo = (*lo).min(id);
+                    *hi = (*hi).max(id);
+                }
+                None => queues.push((&c.handler, id, id)),
+            }
+        }
+        let mut check = redis::pipe();
+        for (handler, lo, hi) in &queues {
             check
                 .cmd("XPENDING")
-                .arg(self.key_q(&c.handler))
+                .arg(self.key_q(handler))
                 .arg(GROUP)
-                .arg(&c.entry)
-                .arg(&c.entry)
-                .arg(1)
+                .arg(lo.to_string())
+                .arg(hi.to_string())
+                // At most what the worker holds in that range: its limit
+                // and what it claimed ahead, far below this.
+                .arg(1_000_000)
                 .arg(worker);
         }
-        let held: Vec<Value> = self
+        let pending: Vec<Value> = self
             .with_commands("cannot check leases on", |mut con| {
                 let check = check.clone();
                 async move { check.query_async(&mut con).await }
             })
-            .await?;
-        // Then, in one pipeline: each record (once), then the
-        // acknowledgements. Redis runs a pipeline in order, so an entry is
-        // never acknowledged without its record.
+            .await
+            .inspect_err(|e| self.forget_groups(e))?;
+        let mut held = std::collections::HashSet::new();
+        for (reply, (handler, _, _)) in pending.iter().zip(&queues) {
+            for p in array(reply).unwrap_or(&[]) {
+                if let Some(id) = array(p).and_then(|p| p.first()).and_then(text) {
+                    held.insert((*handler, id));
+                }
+            }
+        }
+        // Then, in one pipeline: the records (one script call per run,
+        // each attempt recorded once), then the acknowledgements. Redis
+        // runs a pipeline in order, so an entry is never acknowledged
+        // without its record.
+        let kept: Vec<&Completion> = done
+            .iter()
+            .filter(|c| held.contains(&(c.handler.as_str(), c.entry.clone())))
+            .collect();
+        if kept.is_empty() {
+            return Ok(());
+        }
         let mut pipe = redis::pipe();
-        let mut acks: Vec<(String, String)> = Vec::new();
-        for (c, h) in done.iter().zip(&held) {
-            if array(h).is_none_or(<[Value]>::is_empty) {
+        let mut runs: Vec<&str> = kept.iter().map(|c| c.run.as_str()).collect();
+        runs.sort_unstable();
+        runs.dedup();
+        for run in runs {
+            let records: Vec<(&str, &[u8])> = kept
+                .iter()
+                .filter(|c| c.run == run)
+                .map(|c| (c.field.as_str(), c.record.as_slice()))
+                .collect();
+            self.record_batch(&mut pipe, run, &records);
+        }
+        for (handler, _, _) in &queues {
+            let ids: Vec<&str> = kept
+                .iter()
+                .filter(|c| c.handler == *handler)
+                .map(|c| c.entry.as_str())
+                .collect();
+            if ids.is_empty() {
                 continue;
             }
-            self.record_invocation(&mut pipe, &c.run, &c.field, &c.record);
-            acks.push((self.key_q(&c.handler), c.entry.clone()));
-        }
-        for (key, entry) in &acks {
-            pipe.cmd("XACK").arg(key).arg(GROUP).arg(entry).ignore();
-            pipe.cmd("XDEL").arg(key).arg(entry).ignore();
-        }
-        if acks.is_empty() {
-            return Ok(());
+            let key = self.key_q(handler);
+            pipe.cmd("XACK").arg(&key).arg(GROUP).arg(&ids).ignore();
+            pipe.cmd("XDEL").arg(&key).arg(&ids).ignore();
         }
         self.with_scripts("cannot record results on", pipe)
             .await
@@ -1237,6 +1409,16 @@ mod tests {
             redact("redis+unix:///tmp/r.sock"),
             "redis+unix:///tmp/r.sock"
         );
+    }
+
+    #[test]
+    fn framed_records_come_back_whole() {
+        let records: Vec<Vec<u8>> = vec![vec![], vec![1], vec![7; 300]];
+        let batch: Vec<u8> = records.iter().flat_map(|r| frame(r)).collect();
+        let mut out = Vec::new();
+        unframe(&batch, &mut out).unwrap();
+        assert_eq!(out, records);
+        assert!(unframe(&batch[..batch.len() - 1], &mut Vec::new()).is_err());
     }
 
     #[test]
