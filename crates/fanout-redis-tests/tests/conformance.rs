@@ -631,3 +631,33 @@ async fn the_callers_token_and_the_deadline_cancel_the_tasks_on_the_workers(
     farm.stop().await;
 }
 on_both!(the_callers_token_and_the_deadline_cancel_the_tasks_on_the_workers);
+
+async fn without_prefetch_a_queued_task_goes_to_the_worker_with_a_free_slot(
+    mut farm: impl Farm,
+    _dir: &Path,
+) {
+    let opts = WorkerOpts {
+        limit: 1,
+        prefetch: Some(0),
+        ..WorkerOpts::default()
+    };
+    farm.start_worker(opts.clone()).await;
+    farm.start_worker(opts).await;
+    let coordinator = Coordinator::new(farm.broker().await);
+    let out = coordinator
+        .fan_out([Job::sleepy(1, 600), Job::sleepy(2, 600)])
+        .id("spread")
+        .run(&JOB)
+        .await
+        .unwrap();
+    assert_eq!(out, [1, 4]);
+    // Neither worker held the second task while running the first.
+    let workers: std::collections::BTreeSet<String> = executions(farm.log())
+        .into_iter()
+        .filter(|x| x.what == "start")
+        .map(|x| x.worker)
+        .collect();
+    assert_eq!(workers.len(), 2, "{workers:?}");
+    farm.stop().await;
+}
+on_both!(without_prefetch_a_queued_task_goes_to_the_worker_with_a_free_slot);

@@ -175,7 +175,10 @@ where
 ///   once per task attempt, and not at all by a worker that lost the lease.
 /// - A cancelled run's running tasks are dropped, and its queued ones are
 ///   dropped unrun.
-/// - A worker claims at most `limit` tasks beyond those it runs.
+/// - A worker claims up to [`prefetch`](Worker::prefetch) tasks beyond
+///   those it runs (default: as many as its limit), so that tiny tasks do
+///   not wait for a round trip to the broker; for long tasks, a prefetch
+///   of 0 leaves queued tasks to workers with free slots.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -202,6 +205,7 @@ pub struct Worker<B> {
     lease: Duration,
     max_deliveries: u32,
     drain: Duration,
+    prefetch: Option<usize>,
     secret: Option<Secret>,
     handlers: HashMap<String, Arc<dyn Serve>>,
     on_ready: Option<Box<dyn FnOnce() + Send>>,
@@ -257,6 +261,7 @@ impl<B: Broker> Worker<B> {
             lease: Duration::from_secs(30),
             max_deliveries: 5,
             drain: Duration::from_secs(30),
+            prefetch: None,
             secret: None,
             handlers: HashMap::new(),
             on_ready: None,
@@ -303,6 +308,17 @@ impl<B: Broker> Worker<B> {
     /// before handing them back. Default 30 s.
     pub fn drain(mut self, drain: Duration) -> Self {
         self.drain = drain;
+        self
+    }
+
+    /// How many tasks the worker claims beyond those it runs: claimed
+    /// tasks wait in the worker (their lease renewed) until a slot frees.
+    /// More: tiny tasks never wait for a round trip to the broker. Fewer:
+    /// a queued task goes to whichever worker frees a slot first, which
+    /// matters for long tasks (minutes) and runs that stop early. Default:
+    /// the worker's limit.
+    pub fn prefetch(mut self, n: usize) -> Self {
+        self.prefetch = Some(n);
         self
     }
 
@@ -375,6 +391,7 @@ impl<B: Broker> Worker<B> {
             lease: self.lease,
             max_deliveries: self.max_deliveries,
             limit: self.limit,
+            prefetch: self.prefetch.unwrap_or(self.limit),
             secret: self.secret,
         });
         let mut background = JoinSet::new();
@@ -536,6 +553,7 @@ struct State<B> {
     lease: Duration,
     max_deliveries: u32,
     limit: usize,
+    prefetch: usize,
     secret: Option<Secret>,
 }
 
@@ -856,12 +874,11 @@ impl<B: Broker> Feed<B> {
             }
             if got.is_empty() {
                 let state = &self.state;
-                let claim = state.broker.claim(
-                    &state.id,
-                    &state.names,
-                    state.limit,
-                    Duration::from_secs(1),
-                );
+                // Up to `limit + prefetch` held: the engine asks for a task
+                // only when a slot is free, so one is always claimable.
+                let held = state.held.lock().unwrap_or_else(PoisonError::into_inner).len();
+                let max = (state.limit + state.prefetch).saturating_sub(held).max(1);
+                let claim = state.broker.claim(&state.id, &state.names, max, Duration::from_secs(1));
                 tokio::select! {
                     claimed = claim => match claimed {
                         Ok(claimed) => got = claimed,

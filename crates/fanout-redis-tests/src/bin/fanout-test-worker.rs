@@ -3,7 +3,7 @@
 //!
 //! `fanout-test-worker --redis URL [--id ID] [--limit N] [--lease-ms MS]
 //! [--max-deliveries N] [--log PATH] [--other-types] [--secret TEXT]
-//! [--ca PEM-FILE] [--spans PATH]`. With `--spans` (the `otel` feature),
+//! [--ca PEM-FILE] [--spans PATH] [--prefetch N]`. With `--spans` (the `otel` feature),
 //! the worker's spans are written to PATH when it stops.
 //! Prints `ready` once it has announced itself, and its report when it
 //! stops.
@@ -26,6 +26,7 @@ async fn main() {
     let mut secret = None;
     let mut config = RedisConfig::default();
     let mut spans: Option<PathBuf> = None;
+    let mut prefetch = None;
     while let Some(a) = args.next() {
         let mut value = || args.next().expect("a value");
         match a.as_str() {
@@ -36,6 +37,7 @@ async fn main() {
             "--max-deliveries" => max_deliveries = value().parse().expect("--max-deliveries N"),
             "--log" => log = Some(PathBuf::from(value())),
             "--other-types" => other_types = true,
+            "--prefetch" => prefetch = Some(value().parse().expect("--prefetch N")),
             "--spans" => spans = Some(PathBuf::from(value())),
             "--ca" => config.ca_cert_pem = Some(std::fs::read(value()).expect("read the CA file")),
             "--secret" => secret = Some(Secret::new(value()).expect("a long enough secret")),
@@ -65,6 +67,9 @@ async fn main() {
     }
     if let Some(secret) = secret {
         worker = worker.secret(secret);
+    }
+    if let Some(n) = prefetch {
+        worker = worker.prefetch(n);
     }
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();

@@ -28,6 +28,8 @@ pub(crate) struct WorkerOpts {
     pub other_types: bool,
     /// Run only tasks signed with this secret.
     pub secret: Option<&'static str>,
+    /// Tasks claimed beyond those running (default: the limit).
+    pub prefetch: Option<usize>,
 }
 
 impl Default for WorkerOpts {
@@ -38,6 +40,7 @@ impl Default for WorkerOpts {
             max_deliveries: 3,
             other_types: false,
             secret: None,
+            prefetch: None,
         }
     }
 }
@@ -99,6 +102,10 @@ impl Farm for MemoryFarm {
                 .serve(&JOB_OTHER_TYPES, |_ctx, s: String| async move { Ok(s) })
         } else {
             job_worker(self.broker.clone(), Some(self.log.clone()))
+        };
+        let worker = match opts.prefetch {
+            Some(n) => worker.prefetch(n),
+            None => worker,
         };
         let worker = match opts.secret {
             Some(s) => worker.secret(fanout_redis::Secret::new(s).expect("a long enough secret")),
@@ -207,6 +214,9 @@ impl Farm for RedisFarm {
         }
         if let Some(s) = opts.secret {
             cmd.arg("--secret").arg(s);
+        }
+        if let Some(n) = opts.prefetch {
+            cmd.arg("--prefetch").arg(n.to_string());
         }
         let mut child = cmd.spawn().expect("start the test worker");
         // The worker prints one line once it has announced itself.
