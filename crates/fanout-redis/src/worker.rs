@@ -876,9 +876,16 @@ impl<B: Broker> Feed<B> {
                 let state = &self.state;
                 // Up to `limit + prefetch` held: the engine asks for a task
                 // only when a slot is free, so one is always claimable.
-                let held = state.held.lock().unwrap_or_else(PoisonError::into_inner).len();
+                let held = state
+                    .held
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .len();
                 let max = (state.limit + state.prefetch).saturating_sub(held).max(1);
-                let claim = state.broker.claim(&state.id, &state.names, max, Duration::from_secs(1));
+                let claim =
+                    state
+                        .broker
+                        .claim(&state.id, &state.names, max, Duration::from_secs(1));
                 tokio::select! {
                     claimed = claim => match claimed {
                         Ok(claimed) => got = claimed,

@@ -62,8 +62,24 @@ fn main() {
     rt.block_on(async {
         codec();
         let dir = tempfile::tempdir().unwrap();
-        let server = RedisServer::start(dir.path(), &["--appendonly", "no"]);
-        println!("\n## Throughput (tiny tasks; Redis without persistence, loopback)\n");
+        // `--appendfsync everysec|always`: Redis with AOF on.
+        let fsync = args
+            .iter()
+            .position(|a| a == "--appendfsync")
+            .and_then(|i| args.get(i + 1));
+        let server = match fsync {
+            Some(mode) => RedisServer::start(
+                dir.path(),
+                &["--appendonly", "yes", "--appendfsync", mode],
+            ),
+            None => RedisServer::start(dir.path(), &["--appendonly", "no"]),
+        };
+        match fsync {
+            Some(mode) => println!(
+                "\n## Throughput (tiny tasks; Redis with AOF, appendfsync {mode}, loopback)\n"
+            ),
+            None => println!("\n## Throughput (tiny tasks; Redis without persistence, loopback)\n"),
+        }
         println!("CPU in µs per task: Redis / coordinator / workers.\n");
         println!("| tasks | workers | fanout tasks/s | floor tasks/s | fanout / floor | CPU fanout | CPU floor |");
         println!("|---:|---:|---:|---:|---:|---|---|");
