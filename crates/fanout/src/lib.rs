@@ -138,10 +138,10 @@
 //! - `otel`: builds `examples/otel.rs`, which exports the run's spans
 //!   through OpenTelemetry. The library itself never depends on
 //!   OpenTelemetry: its spans are plain `tracing` spans.
-//! - `journal` (Unix only): the [`journal`] module, a crash-safe journal of
-//!   finished work (locked, torn-tail safe, fingerprinted, with an fsync
-//!   policy) that the `fanout` command's `--joblog` is written with. Adds
-//!   `libc`, `serde` and `serde_json`; off by default.
+//! - `journal` (Unix only): the `fanout::journal` module, a crash-safe
+//!   journal of finished work (locked, torn-tail safe, fingerprinted, with
+//!   an fsync policy) that the `fanout` command's `--joblog` is written
+//!   with. Adds `libc`, `serde` and `serde_json`; off by default.
 //!
 //! # Minimum supported Rust version
 //!
