@@ -564,7 +564,9 @@ async fn a_stream_hands_outcomes_over_as_they_complete_or_in_input_order(
     assert_eq!(seen, [4, 3, 2, 1, 0]);
     let snap = progress.snapshot();
     assert_eq!((snap.started, snap.succeeded, snap.in_flight), (5, 5, 0));
-    let mut s = coordinator.fan_out(jobs()).stream(fanout::Order::Input, &JOB);
+    let mut s = coordinator
+        .fan_out(jobs())
+        .stream(fanout::Order::Input, &JOB);
     let mut seen = Vec::new();
     while let Some((i, o)) = s.next().await {
         o.unwrap();
@@ -605,7 +607,10 @@ async fn the_callers_token_and_the_deadline_cancel_the_tasks_on_the_workers(
     let err = run.await.unwrap().unwrap_err();
     assert!(matches!(err.cause(), fanout::Cause::Cancelled), "{err:?}");
     assert_eq!(err.counts().cancelled, 4, "{}", err.counts());
-    until_log(&log, "the four cancelled on the worker", |_| cancelled_in("token") == 4).await;
+    until_log(&log, "the four cancelled on the worker", |_| {
+        cancelled_in("token") == 4
+    })
+    .await;
     // The deadline.
     let err = coordinator
         .fan_out((0..4).map(|i| Job::sleepy(i, 60_000)))
@@ -614,7 +619,10 @@ async fn the_callers_token_and_the_deadline_cancel_the_tasks_on_the_workers(
         .run(&JOB)
         .await
         .unwrap_err();
-    assert!(matches!(err.cause(), fanout::Cause::DeadlineExceeded), "{err:?}");
+    assert!(
+        matches!(err.cause(), fanout::Cause::DeadlineExceeded),
+        "{err:?}"
+    );
     until_log(&log, "the started ones cancelled on the worker", |e| {
         let started = e.iter().filter(|x| x.run == "deadline").count() - cancelled_in("deadline");
         started > 0 && started == cancelled_in("deadline")

@@ -42,7 +42,7 @@ pub(crate) fn journal_path() -> (tempfile::TempDir, PathBuf) {
 
 /// A finished journal at `path` holding `ok` values for keys `0..n`.
 fn journal_with(path: &Path, name: &str, n: u64) {
-    let mut journal = options(name).create(path, format()).unwrap().journal;
+    let journal = options(name).create(path, format()).unwrap().journal;
     for i in 0..n {
         journal.record(&key(i), &Ok(i)).unwrap();
     }
@@ -208,7 +208,7 @@ fn the_previous_run_and_whether_it_finished_are_reported() {
 }
 
 #[test]
-fn load_hands_over_the_records_then_reads_the_file_again() {
+fn load_returns_every_record_including_this_runs() {
     let (_dir, path) = journal_path();
     journal_with(&path, "a", 2);
     let mut journal = options("a").resume(&path, format()).unwrap().journal;
@@ -245,9 +245,13 @@ fn every_completed_outcome_reads_back_as_it_was_recorded() {
             "timed out".into(),
             Err(TaskError::TimedOut(Duration::from_millis(1500))),
         ),
+        (
+            "undeliverable".into(),
+            Err(TaskError::Undeliverable("every worker died".into())),
+        ),
         ("new\nline key".into(), Ok(0)),
     ];
-    let mut journal = options("a").create(&path, format()).unwrap().journal;
+    let journal = options("a").create(&path, format()).unwrap().journal;
     for (k, outcome) in &outcomes {
         journal.record(k, outcome).unwrap();
     }
@@ -270,6 +274,9 @@ fn every_completed_outcome_reads_back_as_it_was_recorded() {
                 assert_eq!(a.message(), b.message());
             }
             (Err(TaskError::TimedOut(a)), Err(TaskError::TimedOut(b))) => assert_eq!(a, b),
+            (Err(TaskError::Undeliverable(a)), Err(TaskError::Undeliverable(b))) => {
+                assert_eq!(a, b)
+            }
             (a, b) => panic!("{k}: recorded {a:?}, read {b:?}"),
         }
     }
@@ -284,8 +291,8 @@ fn cancelled_and_never_started_tasks_are_not_recorded() {
         assert!(matches!(err, Error::Encode { .. }), "{err:?}");
     }
     // Nothing was written, and the journal still records.
-    journal.record(&key(1), &Ok(1)).unwrap();
     assert_eq!(keys_of(&journal.load().unwrap()), Vec::<String>::new());
+    journal.record(&key(1), &Ok(1)).unwrap();
     assert_eq!(keys_of(&journal.load().unwrap()), [key(1)]);
 }
 
@@ -313,7 +320,7 @@ impl RecordFormat for TwoLines {
 #[test]
 fn a_record_whose_line_holds_a_newline_is_refused_and_not_written() {
     let (_dir, path) = journal_path();
-    let mut journal: Journal<TwoLines> = options("a").create(&path, TwoLines).unwrap().journal;
+    let journal: Journal<TwoLines> = options("a").create(&path, TwoLines).unwrap().journal;
     let err = journal.record(&1, &2).unwrap_err();
     assert!(matches!(err, Error::Encode { .. }), "{err:?}");
     assert_eq!(std::fs::read(&path).unwrap(), b"two lines\n");
@@ -323,7 +330,7 @@ fn a_record_whose_line_holds_a_newline_is_refused_and_not_written() {
 /// made.
 fn syncs_after(policy: SyncPolicy, n: u64) -> (Journal<Format>, tempfile::TempDir) {
     let (dir, path) = journal_path();
-    let mut journal = options("a")
+    let journal = options("a")
         .sync(policy)
         .create(&path, format())
         .unwrap()
@@ -343,7 +350,7 @@ fn each_sync_policy_syncs_as_often_as_it_says() {
     assert_eq!(journal.syncs(), 100);
 
     // Every tenth record; the five after the last group wait for `sync`.
-    let (mut journal, _dir) = syncs_after(SyncPolicy::group(10, None), 105);
+    let (journal, _dir) = syncs_after(SyncPolicy::group(10, None), 105);
     assert_eq!(journal.syncs(), 10);
     journal.sync().unwrap();
     assert_eq!(journal.syncs(), 11);
@@ -360,7 +367,7 @@ fn each_sync_policy_syncs_as_often_as_it_says() {
     assert_eq!(journal.syncs(), 2);
 
     // `sync` works under any policy.
-    let (mut journal, _dir) = syncs_after(SyncPolicy::None, 3);
+    let (journal, _dir) = syncs_after(SyncPolicy::None, 3);
     journal.sync().unwrap();
     assert_eq!(journal.syncs(), 1);
 }
@@ -413,4 +420,40 @@ fn parse_reads_only_complete_records_after_a_valid_header() {
     assert!(torn_header.torn && torn_header.records.is_empty());
     assert_eq!(parse(&f, b"fanout-journey\n").unwrap_err().line(), 1);
     assert_eq!(parse(&f, b"something else").unwrap_err().line(), 1);
+}
+
+#[test]
+fn records_from_several_threads_at_once_are_each_appended_whole_once() {
+    let (_dir, path) = journal_path();
+    let mut journal = options("a")
+        .sync(SyncPolicy::group(16, None))
+        .create(&path, format())
+        .unwrap()
+        .journal;
+    std::thread::scope(|scope| {
+        for thread in 0..4u64 {
+            let journal = &journal;
+            scope.spawn(move || {
+                for i in 0..250 {
+                    let n = thread * 1000 + i;
+                    journal.record(&key(n), &Ok(n)).unwrap();
+                }
+            });
+        }
+    });
+    assert_eq!(journal.syncs(), 1000 / 16);
+    let records = journal.load().unwrap();
+    let mut read: Vec<u64> = records
+        .iter()
+        .map(|(k, outcome)| {
+            let n = *outcome.as_ref().unwrap();
+            assert_eq!(*k, key(n));
+            n
+        })
+        .collect();
+    read.sort_unstable();
+    let expected: Vec<u64> = (0..4)
+        .flat_map(|t| (0..250).map(move |i| t * 1000 + i))
+        .collect();
+    assert_eq!(read, expected);
 }

@@ -146,7 +146,7 @@ where
             start.elapsed().as_nanos() as f64 / n as f64
         }
         Mode::Record(policy) => {
-            let mut journal = options
+            let journal = options
                 .sync(policy)
                 .create(&path, format)
                 .expect("create")
@@ -161,7 +161,7 @@ where
             elapsed.as_nanos() as f64 / n as f64
         }
         Mode::Resume => {
-            let mut journal = options.create(&path, format).expect("create").journal;
+            let journal = options.create(&path, format).expect("create").journal;
             for i in 0..n {
                 journal.record(&i, &value(i)).expect("record");
             }

@@ -2,9 +2,11 @@
 
 use std::fmt;
 use std::fs::File;
+use std::future::{ready, Future};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
 use super::format::EmbeddedNewline;
@@ -18,9 +20,13 @@ use super::{parse, EncodeError, Error, RecordFormat, Records, RunId, Store, Sync
 /// [`record`](Journal::record) appends one record with a single `write` on
 /// a file opened in append mode, so a process killed at any instant leaves
 /// either the whole line or a prefix of it at the end, and the next
-/// [`resume`](super::Options::resume) ignores and cuts off such a prefix. What a
-/// record survives beyond the death of the process depends on the
+/// [`resume`](super::Options::resume) ignores and cuts off such a prefix.
+/// What a record survives beyond the death of the process depends on the
 /// [`SyncPolicy`].
+///
+/// `record` and `sync` take `&self`: threads (or a run's lanes) may record
+/// at once, and records are appended whole, one at a time, in the order
+/// the calls take the journal's internal lock.
 ///
 /// Dropping a journal without [`finish`](Journal::finish) unlocks it and
 /// leaves its sidecar saying the run did not finish, as a kill would (the
@@ -41,7 +47,7 @@ use super::{parse, EncodeError, Error, RecordFormat, Records, RunId, Store, Sync
 /// let dir = tempfile::tempdir().unwrap();
 /// let path = dir.path().join("journal");
 /// let options = Options::new(Fingerprint::of(["example"]));
-/// let mut journal = options.clone().create(&path, JsonOutcomes::<String, u64, String>::new())?.journal;
+/// let journal = options.clone().create(&path, JsonOutcomes::<String, u64, String>::new())?.journal;
 /// journal.record(&"a".to_owned(), &Ok(1))?;
 /// journal.finish()?;
 ///
@@ -60,6 +66,13 @@ pub struct Journal<F: RecordFormat> {
     policy: SyncPolicy,
     /// The records read when the journal was opened, until `load` takes them.
     loaded: Option<Records<F::Key, F::Value>>,
+    /// The file's length when they were read.
+    loaded_len: u64,
+    appender: Mutex<Appender>,
+}
+
+/// What appending changes, behind the journal's lock.
+struct Appender {
     /// The line being written, reused.
     line: Vec<u8>,
     /// The length of the file's whole records (and header).
@@ -89,12 +102,15 @@ impl<F: RecordFormat> Journal<F> {
             sidecar,
             policy,
             loaded: Some(loaded),
-            line: Vec::new(),
-            len,
-            unsynced: 0,
-            oldest_unsynced: None,
-            syncs: 0,
-            poisoned: false,
+            loaded_len: len,
+            appender: Mutex::new(Appender {
+                line: Vec::new(),
+                len,
+                unsynced: 0,
+                oldest_unsynced: None,
+                syncs: 0,
+                poisoned: false,
+            }),
         }
     }
 
@@ -112,16 +128,13 @@ impl<F: RecordFormat> Journal<F> {
     ///   cut off again, and the journal stays usable; if the cut fails too,
     ///   or if the `fdatasync` failed (after which the kernel may have
     ///   dropped the unsynced data), the journal refuses later records with
-    ///   [`Error::Poisoned`].
-    pub fn record(&mut self, key: &F::Key, value: &F::Value) -> Result<(), Error> {
-        if self.poisoned {
-            return Err(Error::Poisoned {
-                path: self.path.clone(),
-            });
-        }
-        self.line.clear();
-        let encoded = match self.format.encode(key, value, &mut self.line) {
-            Ok(()) if self.line.contains(&b'\n') => Err(EncodeError::new(EmbeddedNewline)),
+    ///   [`Error::Poisoned`], as it does after a panic in the format.
+    pub fn record(&self, key: &F::Key, value: &F::Value) -> Result<(), Error> {
+        let mut appender = self.appender()?;
+        let appender = &mut *appender;
+        appender.line.clear();
+        let encoded = match self.format.encode(key, value, &mut appender.line) {
+            Ok(()) if appender.line.contains(&b'\n') => Err(EncodeError::new(EmbeddedNewline)),
             other => other,
         };
         if let Err(source) = encoded {
@@ -130,29 +143,30 @@ impl<F: RecordFormat> Journal<F> {
                 source,
             });
         }
-        self.line.push(b'\n');
-        if let Err(e) = self.file.write_all(&self.line) {
-            if self.file.set_len(self.len).is_err() {
-                self.poisoned = true;
+        appender.line.push(b'\n');
+        if let Err(e) = (&self.file).write_all(&appender.line) {
+            if self.file.set_len(appender.len).is_err() {
+                appender.poisoned = true;
             }
             return Err(Error::io(&self.path, "append to journal")(e));
         }
-        self.len += self.line.len() as u64;
-        self.unsynced = self.unsynced.saturating_add(1);
-        match self.policy {
-            SyncPolicy::None => Ok(()),
-            SyncPolicy::EveryRecord => self.sync(),
+        appender.len += appender.line.len() as u64;
+        appender.unsynced = appender.unsynced.saturating_add(1);
+        let due = match self.policy {
+            SyncPolicy::None => false,
+            SyncPolicy::EveryRecord => true,
             SyncPolicy::Group { records, interval } => {
-                let overdue = interval.is_some_and(|interval| {
-                    let oldest = *self.oldest_unsynced.get_or_insert_with(Instant::now);
-                    oldest.elapsed() >= interval
-                });
-                if self.unsynced >= records.get() || overdue {
-                    self.sync()
-                } else {
-                    Ok(())
-                }
+                appender.unsynced >= records.get()
+                    || interval.is_some_and(|interval| {
+                        let oldest = *appender.oldest_unsynced.get_or_insert_with(Instant::now);
+                        oldest.elapsed() >= interval
+                    })
             }
+        };
+        if due {
+            self.sync_locked(appender)
+        } else {
+            Ok(())
         }
     }
 
@@ -165,36 +179,54 @@ impl<F: RecordFormat> Journal<F> {
     /// [`Error::Io`] if `fdatasync` fails; the journal then refuses later
     /// records ([`Error::Poisoned`]), since the kernel may have dropped the
     /// data it could not write.
-    pub fn sync(&mut self) -> Result<(), Error> {
-        if self.poisoned {
-            return Err(Error::Poisoned {
-                path: self.path.clone(),
-            });
-        }
-        if self.unsynced == 0 {
+    pub fn sync(&self) -> Result<(), Error> {
+        let mut appender = self.appender()?;
+        self.sync_locked(&mut appender)
+    }
+
+    fn sync_locked(&self, appender: &mut Appender) -> Result<(), Error> {
+        if appender.unsynced == 0 {
             return Ok(());
         }
         if let Err(e) = self.file.sync_data() {
-            self.poisoned = true;
+            appender.poisoned = true;
             return Err(Error::io(&self.path, "sync journal")(e));
         }
-        self.syncs += 1;
-        self.unsynced = 0;
-        self.oldest_unsynced = None;
+        appender.syncs += 1;
+        appender.unsynced = 0;
+        appender.oldest_unsynced = None;
         Ok(())
     }
 
-    /// Every record in the journal, oldest first: the first call hands over
-    /// what opening read (nothing for [`Options::create`](super::Options::create));
-    /// later calls read the file again, so they include this run's records.
+    /// The appender, unless the journal refuses records.
+    fn appender(&self) -> Result<MutexGuard<'_, Appender>, Error> {
+        match self.appender.lock() {
+            Ok(appender) if !appender.poisoned => Ok(appender),
+            _ => Err(Error::Poisoned {
+                path: self.path.clone(),
+            }),
+        }
+    }
+
+    /// Every record in the journal, oldest first, this run's included.
+    ///
+    /// Cost: nothing the first time if nothing was recorded since the
+    /// journal was opened (opening read the records already, and they are
+    /// handed over); otherwise reading and decoding the file.
     ///
     /// # Errors
     /// [`Error::Io`] or [`Error::Damaged`] if the file cannot be read again.
     pub fn load(&mut self) -> Result<Records<F::Key, F::Value>, Error> {
+        let len = match self.appender.get_mut() {
+            Ok(appender) => appender.len,
+            Err(poisoned) => poisoned.into_inner().len,
+        };
         if let Some(records) = self.loaded.take() {
-            return Ok(records);
+            if self.loaded_len == len {
+                return Ok(records);
+            }
         }
-        let mut bytes = vec![0u8; self.len as usize];
+        let mut bytes = vec![0u8; len as usize];
         self.file
             .read_exact_at(&mut bytes, 0)
             .map_err(Error::io(&self.path, "read journal"))?;
@@ -212,8 +244,9 @@ impl<F: RecordFormat> Journal<F> {
     /// unlocks the journal.
     ///
     /// # Errors
-    /// [`Error::Io`] if the sync or the sidecar's write fails: the records
-    /// stay, and the sidecar says the run did not finish.
+    /// [`Error::Io`] if the sync or the sidecar's write fails, or
+    /// [`Error::Poisoned`]: the records stay, and the sidecar says the run
+    /// did not finish.
     pub fn finish(mut self) -> Result<(), Error> {
         if self.policy != SyncPolicy::None {
             self.sync()?;
@@ -248,7 +281,10 @@ impl<F: RecordFormat> Journal<F> {
     /// was opened (the sidecar's own syncs not counted).
     #[must_use]
     pub fn syncs(&self) -> u64 {
-        self.syncs
+        match self.appender.lock() {
+            Ok(appender) => appender.syncs,
+            Err(poisoned) => poisoned.into_inner().syncs,
+        }
     }
 
     /// The record format.
@@ -270,34 +306,49 @@ impl<F: RecordFormat> Drop for Journal<F> {
 
 impl<F: RecordFormat> fmt::Debug for Journal<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Journal")
+        let mut debug = f.debug_struct("Journal");
+        debug
             .field("path", &self.path)
             .field("kind", &self.format.kind())
             .field("run", &self.sidecar.run)
-            .field("policy", &self.policy)
-            .field("len", &self.len)
-            .field("syncs", &self.syncs)
-            .field("poisoned", &self.poisoned)
-            .finish_non_exhaustive()
+            .field("policy", &self.policy);
+        if let Ok(appender) = self.appender.try_lock() {
+            debug
+                .field("len", &appender.len)
+                .field("syncs", &appender.syncs)
+                .field("poisoned", &appender.poisoned);
+        }
+        debug.finish_non_exhaustive()
     }
 }
 
-/// The local store: see [`Journal::load`], [`Journal::record`] and
-/// [`Journal::finish`].
-impl<F: RecordFormat> Store for Journal<F> {
+/// The local store: [`Journal::load`], [`Journal::record`] and
+/// [`Journal::finish`]. Each does its work when called (a local file has
+/// nothing to wait for that an executor could run meanwhile) and returns a
+/// future that is ready at once.
+impl<F> Store for Journal<F>
+where
+    F: RecordFormat + Send,
+    F::Key: Send,
+    F::Value: Send,
+{
     type Key = F::Key;
     type Value = F::Value;
     type Error = Error;
 
-    fn load(&mut self) -> Result<Records<F::Key, F::Value>, Error> {
-        Journal::load(self)
+    fn load(&mut self) -> impl Future<Output = Result<Records<F::Key, F::Value>, Error>> + Send {
+        ready(Journal::load(self))
     }
 
-    fn record(&mut self, key: &F::Key, value: &F::Value) -> Result<(), Error> {
-        Journal::record(self, key, value)
+    fn record(
+        &self,
+        key: &F::Key,
+        value: &F::Value,
+    ) -> impl Future<Output = Result<(), Error>> + Send {
+        ready(Journal::record(self, key, value))
     }
 
-    fn finish(self) -> Result<(), Error> {
-        Journal::finish(self)
+    fn finish(self) -> impl Future<Output = Result<(), Error>> + Send {
+        ready(Journal::finish(self))
     }
 }

@@ -48,7 +48,7 @@
 //! let inputs = ["a.txt", "b.txt", "c.txt"];
 //!
 //! // First run: two inputs done, then the process dies (here: a drop).
-//! let mut journal = options.clone().resume(&path, format)?.journal;
+//! let journal = options.clone().resume(&path, format)?.journal;
 //! for name in &inputs[..2] {
 //!     journal.record(&name.to_string(), &Ok(name.len() as u64))?;
 //! }

@@ -21,6 +21,7 @@ use crate::{Outcome, Panic, TaskError};
 /// {"key":K,"failed":E}             it returned Err(e) (on its last attempt)
 /// {"key":K,"panicked":"message"}   it panicked (null: a non-string payload)
 /// {"key":K,"timed_out_ns":N}       it timed out after N nanoseconds
+/// {"key":K,"undeliverable":"why"}  it never reached an outcome where it was sent
 /// ```
 ///
 /// after the header line `fanout-journal 1`. Keys, values and errors go
@@ -125,6 +126,10 @@ where
                 let nanos = u64::try_from(after.as_nanos()).unwrap_or(u64::MAX);
                 serde_json::to_writer(&mut *line, &nanos)
             }
+            Err(TaskError::Undeliverable(why)) => {
+                line.extend_from_slice(b",\"undeliverable\":");
+                serde_json::to_writer(&mut *line, why)
+            }
             Err(TaskError::Cancelled | TaskError::NotStarted) => {
                 return Err(EncodeError::new(NotCompleted));
             }
@@ -168,6 +173,9 @@ where
             _ => return None,
         };
         return Some(Err(TaskError::Panicked(Panic::new(payload))));
+    }
+    if let Some(Value::String(why)) = object.remove("undeliverable") {
+        return Some(Err(TaskError::Undeliverable(why)));
     }
     let nanos = object.remove("timed_out_ns")?.as_u64()?;
     Some(Err(TaskError::TimedOut(Duration::from_nanos(nanos))))
