@@ -7,13 +7,14 @@
 use std::sync::Arc;
 
 use anyhow::Context;
+use fanout::journal::Fingerprinter;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use crate::flags::{Halt, HiArgs, Resume};
 use crate::input::Value;
 use crate::job::JobEnv;
-use crate::joblog::{Fingerprint, Joblog, Skip};
+use crate::joblog::{Joblog, Skip};
 use crate::leftovers;
 use crate::output::Printer;
 use crate::results::Results;
@@ -138,21 +139,29 @@ fn open_joblog(args: &HiArgs) -> anyhow::Result<(Option<Joblog>, Skip)> {
     let Some(path) = &args.joblog else {
         return Ok((None, Skip::new()));
     };
-    let fingerprint = Fingerprint::of(|feed| {
-        for word in &args.command {
-            feed(word.as_bytes());
-        }
-        feed(b"--inputs--");
-        args.inputs.visit(|bytes| feed(bytes));
+    let mut fingerprint = Fingerprinter::new();
+    for word in &args.command {
+        fingerprint.feed(word.as_bytes());
+    }
+    fingerprint.feed(b"--inputs--");
+    args.inputs.visit(|bytes| {
+        fingerprint.feed(bytes);
     });
+    let fingerprint = fingerprint.finish();
     let summary = format!(
         "command: {}; {} jobs",
         args.command.join(" "),
         args.inputs.job_count()
     );
     let opened = match args.resume {
-        Resume::Off => Joblog::create(path, fingerprint, &summary)?,
-        mode => Joblog::resume(path, fingerprint, &summary, mode == Resume::Failed)?,
+        Resume::Off => Joblog::create(path, fingerprint, &summary, args.joblog_sync)?,
+        mode => Joblog::resume(
+            path,
+            fingerprint,
+            &summary,
+            mode == Resume::Failed,
+            args.joblog_sync,
+        )?,
     };
     if opened.torn {
         eprintln!(

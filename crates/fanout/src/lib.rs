@@ -138,6 +138,10 @@
 //! - `otel`: builds `examples/otel.rs`, which exports the run's spans
 //!   through OpenTelemetry. The library itself never depends on
 //!   OpenTelemetry: its spans are plain `tracing` spans.
+//! - `journal` (Unix only): the `fanout::journal` module, a crash-safe
+//!   journal of finished work (locked, torn-tail safe, fingerprinted, with
+//!   an fsync policy) that the `fanout` command's `--joblog` is written
+//!   with. Adds `libc`, `serde` and `serde_json`; off by default.
 //!
 //! # Minimum supported Rust version
 //!
@@ -154,6 +158,8 @@ mod engine;
 mod error;
 mod fan_out;
 mod group;
+#[cfg(all(feature = "journal", unix))]
+pub mod journal;
 mod panic;
 mod progress;
 mod report;

@@ -6,11 +6,19 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Parser;
+use fanout::journal::SyncPolicy;
 
 use super::halt::Halt;
 use super::lowargs::{split_separators, LowArgs, RawSource, SourceKind};
 use crate::input::{Inputs, SourceDecl, SourceSpec};
 use crate::template::Template;
+
+/// `--joblog-sync group` syncs when this many records are unsynced.
+const SYNC_GROUP_RECORDS: u32 = 64;
+
+/// `--joblog-sync group` also syncs at the first record written this long
+/// after the oldest unsynced one.
+const SYNC_GROUP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Which jobs a run skips because a previous run recorded them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +59,8 @@ pub(crate) struct HiArgs {
     pub(crate) joblog: Option<PathBuf>,
     /// What the journal lets this run skip.
     pub(crate) resume: Resume,
+    /// When journal records are synced to disk (`--joblog-sync`).
+    pub(crate) joblog_sync: SyncPolicy,
     /// The JSON-lines results file.
     pub(crate) results: Option<PathBuf>,
     /// The command words as given, for the journal's fingerprint.
@@ -126,6 +136,15 @@ impl HiArgs {
         if resume != Resume::Off && low.joblog.is_none() {
             bail!("--resume and --resume-failed need --joblog FILE: the joblog records what already ran");
         }
+        let joblog_sync = match &low.joblog_sync {
+            Some(_) if low.joblog.is_none() => {
+                bail!(
+                    "--joblog-sync needs --joblog FILE: it says when the joblog is synced to disk"
+                )
+            }
+            Some(spec) => parse_joblog_sync(spec)?,
+            None => SyncPolicy::None,
+        };
         if low.line_buffer && low.keep_order {
             bail!("--line-buffer and -k cannot be combined: -k must hold output back until earlier jobs finish");
         }
@@ -187,6 +206,7 @@ impl HiArgs {
             eta: low.eta,
             joblog: low.joblog,
             resume,
+            joblog_sync,
             results: low.results,
             command: low.command,
             template,
@@ -218,6 +238,21 @@ fn parse_jobs(spec: &str, cpus: usize) -> anyhow::Result<usize> {
         bail!("bad -j {spec:?}: at least one job must run at a time (GNU parallel's -j 0, \"as many as possible\", is not supported)");
     }
     Ok(jobs)
+}
+
+/// `--joblog-sync`: `none`, `record` or `group` (every
+/// [`SYNC_GROUP_RECORDS`] records, or at the first record
+/// [`SYNC_GROUP_INTERVAL`] after the oldest unsynced one).
+fn parse_joblog_sync(spec: &str) -> anyhow::Result<SyncPolicy> {
+    match spec {
+        "none" => Ok(SyncPolicy::None),
+        "record" => Ok(SyncPolicy::EveryRecord),
+        "group" => Ok(SyncPolicy::group(
+            SYNC_GROUP_RECORDS,
+            Some(SYNC_GROUP_INTERVAL),
+        )),
+        _ => bail!("bad --joblog-sync {spec:?}: give none, record or group"),
+    }
 }
 
 /// `--timeout`: seconds, with an optional `s` suffix.

@@ -109,6 +109,14 @@ pub(crate) struct LowArgs {
     #[arg(long = "resume-failed", conflicts_with = "resume")]
     pub(crate) resume_failed: bool,
 
+    /// When joblog records are forced to disk (fsync): none (a record
+    /// survives a crash of fanout, not of the machine), record (each one
+    /// survives a power loss), group (every 64 records, or at the first one
+    /// a second after the oldest unsynced: a power loss loses at most 63)
+    /// [default: none] (needs --joblog).
+    #[arg(long = "joblog-sync", value_name = "none|record|group")]
+    pub(crate) joblog_sync: Option<String>,
+
     /// Append one JSON line per finished job to FILE (input, exit code,
     /// signal, runtime, stdout, stderr).
     #[arg(long = "results", value_name = "FILE")]
