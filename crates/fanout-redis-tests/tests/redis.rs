@@ -432,3 +432,92 @@ async fn a_redis_that_lost_its_data_fails_the_run_instead_of_hanging() {
     );
     farm.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_cluster_node_is_refused_with_one_clear_error() {
+    if !server::available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = RedisServer::start(dir.path(), &["--cluster-enabled", "yes"]);
+    let err = RedisBroker::connect(&server.url()).await.unwrap_err();
+    assert_eq!(err.kind(), BrokerErrorKind::BadUrl, "{err}");
+    assert!(err.to_string().contains("is a Redis Cluster node"), "{err}");
+}
+
+/// The ACL user the documentation recommends: only the prefix's keys, the
+/// cancel channel, and the command categories fanout uses.
+const ACL_USER: &str = "fanout on >acl-user-password ~fanout:* &fanout:cancel +@stream +@hash \
+                        +@sortedset +@string +@keyspace +@pubsub +@scripting +ping +info +time";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documented_acl_user_is_enough_for_workers_and_coordinators() {
+    if !server::available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = vec!["--user"];
+    args.extend(ACL_USER.split_whitespace());
+    let mut farm = RedisFarm::new(dir.path(), &args);
+    let url = format!(
+        "redis://fanout:acl-user-password@127.0.0.1:{}",
+        farm.server().port()
+    );
+    // A worker process and a coordinator as that user; a failing task, a
+    // retry and a dead letter exercise every command.
+    let mut worker = tokio::process::Command::new(common::worker_binary())
+        .args(["--redis", &url, "--log"])
+        .arg(farm.log())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stdout = worker.stdout.take().unwrap();
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let ready = tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await;
+    assert!(
+        matches!(ready, Ok(Ok(Some(ref l))) if l == "ready"),
+        "{ready:?}"
+    );
+    let coordinator = Coordinator::new(RedisBroker::connect(&url).await.unwrap());
+    let jobs = [
+        Job::square(3),
+        Job {
+            value: 4,
+            fail: true,
+            ..Job::default()
+        },
+    ];
+    let report = coordinator
+        .fan_out(jobs)
+        .retry(fanout::Retry::attempts(2).backoff(Duration::from_millis(10)))
+        .run_all(&JOB)
+        .await;
+    assert_eq!(report.outcomes()[0].1.as_ref().ok(), Some(&9));
+    assert_eq!(
+        report.outcomes()[1]
+            .1
+            .as_ref()
+            .err()
+            .and_then(|e| e.as_failed()),
+        Some(&"boom 4".to_owned())
+    );
+    assert_eq!(coordinator.dead_letters(&JOB).await.unwrap().len(), 1);
+    // A stopped run's cancellation goes out too.
+    let err = coordinator
+        .fan_out([
+            Job::sleepy(1, 60_000),
+            Job {
+                value: 2,
+                fail: true,
+                ..Job::default()
+            },
+        ])
+        .run(&JOB)
+        .await
+        .unwrap_err();
+    assert_eq!(err.key(), Some(&1));
+    signal(worker.id().unwrap(), libc::SIGTERM);
+    assert!(worker.wait().await.unwrap().success());
+}

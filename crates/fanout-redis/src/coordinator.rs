@@ -58,7 +58,12 @@ const BATCH: usize = 512;
 /// const SQUARE: Handler<u64, u64, String> = Handler::new("square");
 ///
 /// let coordinator = Coordinator::new(RedisBroker::connect("redis://127.0.0.1:6379").await?);
-/// let squares = coordinator.fan_out(1..=100u64).limit(64).run(&SQUARE).await?;
+/// let squares = coordinator
+///     .fan_out(1..=100u64)
+///     .limit(64)
+///     .run(&SQUARE)
+///     .await
+///     .map_err(|e| e.to_string())?;
 /// assert_eq!(squares[9], 100);
 /// # Ok(()) }
 /// ```

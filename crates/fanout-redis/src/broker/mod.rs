@@ -23,6 +23,7 @@ mod sealed {
 
 /// A task delivered to a worker: which queue entry it is, how many times it
 /// has been delivered, and the task itself (an encoded envelope).
+#[doc(hidden)]
 #[derive(Debug, Clone)]
 pub struct Delivery {
     pub(crate) handler: String,
@@ -33,6 +34,7 @@ pub struct Delivery {
 
 /// A worker's result for a delivery, to record in its run's results (once
 /// per task attempt) and then acknowledge.
+#[doc(hidden)]
 #[derive(Debug, Clone)]
 pub struct Completion {
     pub(crate) handler: String,
@@ -46,6 +48,7 @@ pub struct Completion {
 
 /// A delivery to drop without recording anything: its run was cancelled,
 /// or it could not be read at all.
+#[doc(hidden)]
 #[derive(Debug, Clone)]
 pub struct Discard {
     pub(crate) handler: String,
@@ -66,6 +69,7 @@ pub struct Buried {
 }
 
 /// A position in a run's results log.
+#[doc(hidden)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cursor(pub(crate) String);
 

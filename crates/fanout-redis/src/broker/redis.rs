@@ -292,6 +292,24 @@ impl RedisBroker {
             .query_async::<Value>(&mut con)
             .await
             .map_err(|e| broker.error(&e, "cannot talk to"))?;
+        // A Cluster node would answer MOVED for the keys of other slots,
+        // task by task: refuse it here, in one clear error.
+        let cluster: String = redis::cmd("INFO")
+            .arg("cluster")
+            .query_async(&mut con)
+            .await
+            .map_err(|e| broker.error(&e, "cannot talk to"))?;
+        if cluster.contains("cluster_enabled:1") {
+            return Err(BrokerError::new(
+                BrokerErrorKind::BadUrl,
+                format!(
+                    "{} is a Redis Cluster node, and fanout-redis talks to one Redis server \
+                     (a primary with replicas is fine): give it the URL of a Redis without \
+                     cluster mode (docs/DISTRIBUTED.md says how the keys would shard)",
+                    broker.inner.shown
+                ),
+            ));
+        }
         *broker
             .inner
             .commands
