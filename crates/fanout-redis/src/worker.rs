@@ -175,10 +175,9 @@ where
 ///   once per task attempt, and not at all by a worker that lost the lease.
 /// - A cancelled run's running tasks are dropped, and its queued ones are
 ///   dropped unrun.
-/// - A worker claims up to [`prefetch`](Worker::prefetch) tasks beyond
-///   those it runs (default: as many as its limit), so that tiny tasks do
-///   not wait for a round trip to the broker; for long tasks, a prefetch
-///   of 0 leaves queued tasks to workers with free slots.
+/// - A worker claims tasks for its free slots only (see
+///   [`prefetch`](Worker::prefetch)): a queued task goes to whichever worker
+///   frees a slot first, never waits behind long tasks in a busy worker.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -205,7 +204,7 @@ pub struct Worker<B> {
     lease: Duration,
     max_deliveries: u32,
     drain: Duration,
-    prefetch: Option<usize>,
+    prefetch: usize,
     secret: Option<Secret>,
     handlers: HashMap<String, Arc<dyn Serve>>,
     on_ready: Option<Box<dyn FnOnce() + Send>>,
@@ -261,7 +260,7 @@ impl<B: Broker> Worker<B> {
             lease: Duration::from_secs(30),
             max_deliveries: 5,
             drain: Duration::from_secs(30),
-            prefetch: None,
+            prefetch: 0,
             secret: None,
             handlers: HashMap::new(),
             on_ready: None,
@@ -313,12 +312,15 @@ impl<B: Broker> Worker<B> {
 
     /// How many tasks the worker claims beyond those it runs: claimed
     /// tasks wait in the worker (their lease renewed) until a slot frees.
-    /// More: tiny tasks never wait for a round trip to the broker. Fewer:
-    /// a queued task goes to whichever worker frees a slot first, which
-    /// matters for long tasks (minutes) and runs that stop early. Default:
-    /// the worker's limit.
+    /// Default 0: a queued task goes to whichever worker frees a slot
+    /// first, and never waits behind a long task in a busy worker while
+    /// another has room. Measured with 10⁵ tiny tasks on 2 workers of limit
+    /// 256, a prefetch of 0 was no slower than 64 or 256 (claims already
+    /// come in batches of the free slots); raise it only if tasks are
+    /// shorter than a round trip to the broker and workers idle between
+    /// claims.
     pub fn prefetch(mut self, n: usize) -> Self {
-        self.prefetch = Some(n);
+        self.prefetch = n;
         self
     }
 
@@ -391,7 +393,7 @@ impl<B: Broker> Worker<B> {
             lease: self.lease,
             max_deliveries: self.max_deliveries,
             limit: self.limit,
-            prefetch: self.prefetch.unwrap_or(self.limit),
+            prefetch: self.prefetch,
             secret: self.secret,
         });
         let mut background = JoinSet::new();

@@ -113,6 +113,15 @@ fn main() {
     });
 }
 
+/// `--prefetch N` for the throughput runs' workers (default: theirs).
+fn prefetch() -> Option<usize> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == "--prefetch")
+        .and_then(|i| args.get(i + 1))
+        .map(|v| v.parse().expect("--prefetch N"))
+}
+
 /// The test worker binary, beside this one.
 fn worker_binary() -> PathBuf {
     std::env::current_exe()
@@ -133,7 +142,13 @@ impl Drop for Procs {
 }
 
 /// Starts `n` test workers, and waits until each says it is ready.
-fn start_workers(url: &str, n: usize, limit: usize, log: Option<&std::path::Path>) -> Procs {
+fn start_workers(
+    url: &str,
+    n: usize,
+    limit: usize,
+    prefetch: Option<usize>,
+    log: Option<&std::path::Path>,
+) -> Procs {
     let mut procs = Vec::new();
     for i in 0..n {
         let mut cmd = Command::new(worker_binary());
@@ -143,6 +158,9 @@ fn start_workers(url: &str, n: usize, limit: usize, log: Option<&std::path::Path
             .stdout(Stdio::piped());
         if let Some(log) = log {
             cmd.arg("--log").arg(log);
+        }
+        if let Some(p) = prefetch {
+            cmd.args(["--prefetch", &p.to_string()]);
         }
         die_with_parent(&mut cmd);
         let mut child = cmd
@@ -195,7 +213,7 @@ fn cpu_of(procs: &Procs) -> Duration {
 
 async fn fanout_throughput(server: &RedisServer, n: usize, w: usize) -> Measured {
     let url = server.url();
-    let workers = start_workers(&url, w, WORKER_LIMIT, None);
+    let workers = start_workers(&url, w, WORKER_LIMIT, prefetch(), None);
     let coordinator = Coordinator::new(RedisBroker::connect(&url).await.unwrap());
     // Warm-up: connections, scripts, consumer group.
     coordinator
@@ -429,7 +447,9 @@ async fn fail_fast_latency(server: &RedisServer, rounds: usize) {
     let url = server.url();
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("executions");
-    let _workers = start_workers(&url, 4, 250, Some(&log));
+    // Long tasks: no prefetch, or a task could wait in a worker's buffer
+    // behind others that run for minutes.
+    let _workers = start_workers(&url, 4, 250, Some(0), Some(&log));
     let coordinator = Coordinator::new(RedisBroker::connect(&url).await.unwrap());
     let mut to_last = Vec::new();
     let mut to_return = Vec::new();
