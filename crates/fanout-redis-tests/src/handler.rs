@@ -28,6 +28,11 @@ pub struct Job {
     pub pad: Vec<u8>,
     /// When set, the job encodes but does not decode.
     pub undecodable: Undecodable,
+    /// Lines of output sent on channel 1 before the job ends: `line I of
+    /// VALUE`.
+    pub lines: u32,
+    /// Bytes of output sent on channel 2, in sends of up to 1 MiB.
+    pub bulk: usize,
 }
 
 /// A flag that serializes, but fails to deserialize when set: an input a
@@ -118,6 +123,20 @@ pub async fn run_job(ctx: RemoteCtx, job: Job, log: Option<PathBuf>) -> Result<u
                 return Err("cancelled".to_owned());
             }
         }
+    }
+    for i in 0..job.lines {
+        let line = format!("line {i} of {}\n", job.value);
+        ctx.send(1, line.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let mut left = job.bulk;
+    while left > 0 {
+        let n = left.min(1 << 20);
+        ctx.send(2, &vec![b'x'; n])
+            .await
+            .map_err(|e| e.to_string())?;
+        left -= n;
     }
     if ctx.attempt() <= job.fail_until_attempt {
         note("end");

@@ -661,3 +661,105 @@ async fn without_prefetch_a_queued_task_goes_to_the_worker_with_a_free_slot(
     farm.stop().await;
 }
 on_both!(without_prefetch_a_queued_task_goes_to_the_worker_with_a_free_slot);
+
+async fn a_tasks_output_reaches_the_coordinator_in_order_before_its_outcome(
+    mut farm: impl Farm,
+    _dir: &Path,
+) {
+    use fanout_redis::Output;
+    use std::sync::{Arc, Mutex};
+    farm.start_worker(WorkerOpts::default()).await;
+    let coordinator = Coordinator::new(farm.broker().await);
+    let seen: Arc<Mutex<Vec<Output>>> = Arc::default();
+    let s = seen.clone();
+    let jobs = (0..6u64).map(|i| Job {
+        value: i,
+        lines: 50,
+        sleep_ms: (6 - i) * 30,
+        ..Job::default()
+    });
+    let mut stream = coordinator
+        .fan_out(jobs)
+        .on_output(move |o| s.lock().unwrap().push(o))
+        .stream(fanout::Order::Completion, &JOB);
+    let mut done = 0;
+    while let Some((i, outcome)) = stream.next().await {
+        assert_eq!(outcome.unwrap(), (i as u64).pow(2));
+        // Everything the task sent, then its record, came before its outcome.
+        let seen = seen.lock().unwrap();
+        let text: String = seen
+            .iter()
+            .filter_map(|o| match o {
+                Output::Chunk {
+                    index,
+                    channel: 1,
+                    bytes,
+                    ..
+                } if *index == i as u64 => Some(String::from_utf8(bytes.clone()).unwrap()),
+                _ => None,
+            })
+            .collect();
+        let want: String = (0..50).map(|l| format!("line {l} of {i}\n")).collect();
+        assert_eq!(text, want, "task {i}'s output, in order");
+        let last = seen
+            .iter()
+            .rposition(|o| matches!(o, Output::Chunk { index, .. } if *index == i as u64))
+            .unwrap();
+        let recorded = seen
+            .iter()
+            .position(|o| matches!(o, Output::Recorded { index, .. } if *index == i as u64))
+            .expect("the record's notice came before the outcome");
+        assert!(last < recorded, "chunks before the record");
+        done += 1;
+    }
+    assert_eq!(done, 6);
+    farm.stop().await;
+}
+on_both!(a_tasks_output_reaches_the_coordinator_in_order_before_its_outcome);
+
+async fn a_task_with_more_output_than_the_broker_holds_waits_for_the_coordinator(
+    mut farm: impl Farm,
+    _dir: &Path,
+) {
+    use fanout_redis::{Broker, Output};
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    use std::sync::Arc;
+    farm.start_worker(WorkerOpts::default()).await;
+    let broker = farm.broker().await;
+    let coordinator = Coordinator::new(broker.clone());
+    // 100 MiB of output, read slowly: without backpressure the broker would
+    // hold most of it.
+    let total = Arc::new(AtomicUsize::new(0));
+    let t = total.clone();
+    let run = tokio::spawn(
+        coordinator
+            .fan_out([Job {
+                value: 1,
+                bulk: 100 << 20,
+                ..Job::default()
+            }])
+            .id("bulky")
+            .on_output(move |o| {
+                if let Output::Chunk { bytes, .. } = o {
+                    t.fetch_add(bytes.len(), SeqCst);
+                    // A slow reader, on the results reader's own thread.
+                    std::thread::sleep(Duration::from_millis(6));
+                }
+            })
+            .run(&JOB),
+    );
+    let mut most = 0;
+    while !run.is_finished() {
+        most = most.max(broker.backlog("bulky").await.unwrap());
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert_eq!(run.await.unwrap().unwrap(), [1]);
+    assert_eq!(total.load(SeqCst), 100 << 20, "every byte arrived");
+    assert!(
+        most <= 65,
+        "at most 64 chunks (+1 in flight) waited: {most}"
+    );
+    assert!(most > 0, "the sampling saw the backlog");
+    farm.stop().await;
+}
+on_both!(a_task_with_more_output_than_the_broker_holds_waits_for_the_coordinator);

@@ -29,10 +29,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::{Broker, BrokerError, Buried, Cursor};
+use crate::broker::{Broker, BrokerError, Buried, Cursor, Logged};
 use crate::handler::Handler;
 use crate::secret::Secret;
-use crate::wire::{self, Envelope, Recorded, WireOutcome};
+use crate::wire::{self, Chunk, Envelope, Recorded, WireOutcome};
 
 /// How long a run waits for a worker serving its handler to announce
 /// itself before its tasks fail as undeliverable. Default of
@@ -204,9 +204,48 @@ impl<B: Broker> Coordinator<B> {
             external: None,
             keep: Duration::from_secs(24 * 3600),
             worker_wait: WORKER_WAIT,
+            on_output: None,
         }
     }
 }
+
+/// What a run's tasks send while they run ([`RemoteCtx::send`]), as
+/// [`RemoteFanOut::on_output`] hands it over.
+///
+/// [`RemoteCtx::send`]: crate::RemoteCtx::send
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Output {
+    /// A piece of a task's output.
+    Chunk {
+        /// The task's position in the run's input.
+        index: u64,
+        /// Its attempt, from 1.
+        attempt: u32,
+        /// The worker whose delivery of the attempt sent it.
+        worker: String,
+        /// Which output (the handler's choice: the `fanout` command uses 1
+        /// for stdout and 2 for stderr).
+        channel: u8,
+        /// The bytes, at most 1 MiB.
+        bytes: Vec<u8>,
+    },
+    /// The attempt's outcome was recorded from `worker`'s delivery: its
+    /// output is the chunks that worker sent. Chunks of the same attempt
+    /// from other workers came from deliveries that died or stalled past
+    /// their lease, and are void.
+    Recorded {
+        /// The task's position in the run's input.
+        index: u64,
+        /// Its attempt, from 1.
+        attempt: u32,
+        /// The worker whose result counts.
+        worker: String,
+    },
+}
+
+/// The caller's output handler.
+type OnOutput = Arc<dyn Fn(Output) + Send + Sync>;
 
 /// A task on a handler's dead-letter list: see
 /// [`Coordinator::dead_letters`].
@@ -289,6 +328,7 @@ pub struct RemoteFanOut<B, S, R = NoRetry> {
     external: Option<CancellationToken>,
     keep: Duration,
     worker_wait: Duration,
+    on_output: Option<OnOutput>,
 }
 
 impl<B, S, R> std::fmt::Debug for RemoteFanOut<B, S, R> {
@@ -387,6 +427,24 @@ impl<B: Broker, S, R> RemoteFanOut<B, S, R> {
         self
     }
 
+    /// Hands what the tasks send while they run ([`RemoteCtx::send`]) to
+    /// `f`, as it arrives: for each attempt, its chunks in the order its
+    /// worker sent them, then [`Output::Recorded`] naming the worker whose
+    /// result counts, always before the task's outcome is handed to the
+    /// run. `f` runs on the task that reads the run's results: keep it short
+    /// (write to a file, send on a channel). Without it, chunks are dropped
+    /// as they arrive.
+    ///
+    /// Output is bounded on the broker: at most 64 chunks of 1 MiB of a run
+    /// wait for the coordinator; a task that sends more waits in
+    /// [`RemoteCtx::send`] until the coordinator has read some.
+    ///
+    /// [`RemoteCtx::send`]: crate::RemoteCtx::send
+    pub fn on_output(mut self, f: impl Fn(Output) + Send + Sync + 'static) -> Self {
+        self.on_output = Some(Arc::new(f));
+        self
+    }
+
     /// Retries failed attempts as `policy` says (attempts, backoff, which
     /// errors), each retry queued on the broker's delayed list.
     pub fn retry<P>(self, policy: Retry<P>) -> RemoteFanOut<B, S, Retry<P>> {
@@ -400,6 +458,7 @@ impl<B: Broker, S, R> RemoteFanOut<B, S, R> {
             external: self.external,
             keep: self.keep,
             worker_wait: self.worker_wait,
+            on_output: self.on_output,
         }
     }
 }
@@ -473,6 +532,7 @@ struct RunShared<B> {
     /// Set once the broker failed for good: every proxy ends with it.
     broken: Mutex<Option<String>>,
     secret: Option<Secret>,
+    on_output: Option<OnOutput>,
 }
 
 impl<B: Broker> RunShared<B> {
@@ -524,6 +584,49 @@ impl<B: Broker> RunShared<B> {
                 slots.insert(key, Slot::Arrived(rec));
             }
         }
+    }
+
+    /// Entries of the run's log, in order: chunks to the output handler
+    /// (then dropped from the broker), records to their proxies.
+    async fn take(&self, entries: Vec<Logged>) -> Result<(), BrokerError> {
+        let mut consumed = Vec::new();
+        for entry in entries {
+            match entry {
+                Logged::Record(r) => match wire::decode::<Recorded>(&r) {
+                    Ok(rec) => {
+                        if let Some(f) = &self.on_output {
+                            f(Output::Recorded {
+                                index: rec.index,
+                                attempt: rec.attempt,
+                                worker: rec.worker.clone(),
+                            });
+                        }
+                        self.arrived(rec);
+                    }
+                    Err(e) => {
+                        tracing::warn!(run = %self.run, error = %e, "a result record does not decode");
+                    }
+                },
+                Logged::Chunk(id, bytes) => {
+                    if let Some(f) = &self.on_output {
+                        match wire::decode::<Chunk>(&bytes) {
+                            Ok(c) => f(Output::Chunk {
+                                index: c.index,
+                                attempt: c.attempt,
+                                worker: c.worker,
+                                channel: c.channel,
+                                bytes: c.bytes,
+                            }),
+                            Err(e) => {
+                                tracing::warn!(run = %self.run, error = %e, "an output chunk does not decode");
+                            }
+                        }
+                    }
+                    consumed.push(id);
+                }
+            }
+        }
+        self.broker.consumed(&self.run, consumed).await
     }
 
     /// Every waiting proxy ends: the broker failed for good.
@@ -782,16 +885,15 @@ fn start_background<B: Broker>(
             s.broker.begin(&s.run, keep).await?;
             let mut cursor = Cursor::start();
             loop {
-                let (next, records) = s.broker.results(&s.run, &cursor, Duration::from_millis(1)).await?;
-                if records.is_empty() {
+                let (next, entries) = s
+                    .broker
+                    .results(&s.run, &cursor, Duration::from_millis(1))
+                    .await?;
+                if entries.is_empty() {
                     break;
                 }
                 cursor = next;
-                for r in records {
-                    if let Ok(rec) = wire::decode::<Recorded>(&r) {
-                        s.arrived(rec);
-                    }
-                }
+                s.take(entries).await?;
             }
             let until = tokio::time::Instant::now() + worker_wait;
             while s.broker.live_workers(s.handler, PRESENCE).await? == 0 {
@@ -821,7 +923,11 @@ fn start_background<B: Broker>(
             }
         };
         loop {
-            match s.broker.results(&s.run, &cursor, Duration::from_secs(1)).await {
+            match s
+                .broker
+                .results(&s.run, &cursor, Duration::from_secs(1))
+                .await
+            {
                 Ok((_, records)) if records.is_empty() => {
                     // A quiet second: check that the broker still has the
                     // run (a server restarted without persistence has
@@ -843,13 +949,11 @@ fn start_background<B: Broker>(
                         }
                     }
                 }
-                Ok((next, records)) => {
+                Ok((next, entries)) => {
                     cursor = next;
-                    for r in records {
-                        match wire::decode::<Recorded>(&r) {
-                            Ok(rec) => s.arrived(rec),
-                            Err(e) => tracing::warn!(run = %s.run, error = %e, "a result record does not decode"),
-                        }
+                    if let Err(e) = s.take(entries).await {
+                        s.break_all(e.to_string());
+                        return;
                     }
                 }
                 Err(e) => {
@@ -916,6 +1020,7 @@ impl<B: Broker, S: Input, R> RemoteFanOut<B, S, R> {
             janitor: self.coordinator.janitor.tx.clone(),
             broken: Mutex::new(None),
             secret: self.coordinator.secret.clone(),
+            on_output: self.on_output,
         });
         let mut background = JoinSet::new();
         start_background(

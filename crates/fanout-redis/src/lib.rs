@@ -114,10 +114,10 @@ mod wire;
 mod worker;
 
 pub use broker::{
-    Broker, BrokerError, BrokerErrorKind, Buried, Completion, Cursor, Delivery, Discard,
+    Broker, BrokerError, BrokerErrorKind, Buried, Completion, Cursor, Delivery, Discard, Logged,
     MemoryBroker, RedisBroker, RedisConfig,
 };
-pub use coordinator::{Coordinator, DeadLetter, RemoteFanOut, RemoteStream};
+pub use coordinator::{Coordinator, DeadLetter, Output, RemoteFanOut, RemoteStream};
 pub use handler::Handler;
 pub use secret::{Secret, WeakSecret};
 pub use worker::{RemoteCtx, Worker, WorkerReport};

@@ -46,6 +46,18 @@ pub(crate) struct Recorded {
     pub(crate) signature: Option<[u8; 32]>,
 }
 
+/// A piece of a task's output, sent while it runs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Chunk {
+    pub(crate) index: u64,
+    pub(crate) attempt: u32,
+    /// The worker that ran the delivery that sent it.
+    pub(crate) worker: String,
+    /// Which of the task's outputs (the handler's choice).
+    pub(crate) channel: u8,
+    pub(crate) bytes: Vec<u8>,
+}
+
 /// How an attempt ended, as the worker saw it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) enum WireOutcome {

@@ -29,14 +29,60 @@ use crate::handler::Handler;
 use crate::secret::Secret;
 use crate::wire::{self, Envelope, Recorded, WireOutcome};
 
-/// What a task running on a worker knows about itself.
-#[derive(Debug, Clone)]
+/// What a task running on a worker knows about itself, and how it sends
+/// output to its coordinator while it runs.
+#[derive(Clone)]
 pub struct RemoteCtx {
     run: Arc<str>,
     index: u64,
     attempt: u32,
     worker: Arc<str>,
     token: CancellationToken,
+    out: Arc<dyn Emit>,
+}
+
+impl std::fmt::Debug for RemoteCtx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteCtx")
+            .field("run", &self.run)
+            .field("index", &self.index)
+            .field("attempt", &self.attempt)
+            .field("worker", &self.worker)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Output chunks to the broker, type-erased (a context is not generic over
+/// the broker).
+trait Emit: Send + Sync {
+    fn emit(
+        &self,
+        run: &str,
+        chunk: Vec<u8>,
+    ) -> Pin<Box<dyn Future<Output = Result<u64, BrokerError>> + Send + '_>>;
+    fn backlog(
+        &self,
+        run: &str,
+    ) -> Pin<Box<dyn Future<Output = Result<u64, BrokerError>> + Send + '_>>;
+}
+
+impl<B: Broker> Emit for B {
+    fn emit(
+        &self,
+        run: &str,
+        chunk: Vec<u8>,
+    ) -> Pin<Box<dyn Future<Output = Result<u64, BrokerError>> + Send + '_>> {
+        let run = run.to_owned();
+        Box::pin(async move { Broker::emit(self, &run, chunk).await })
+    }
+
+    fn backlog(
+        &self,
+        run: &str,
+    ) -> Pin<Box<dyn Future<Output = Result<u64, BrokerError>> + Send + '_>> {
+        let run = run.to_owned();
+        Box::pin(async move { Broker::backlog(self, &run).await })
+    }
 }
 
 impl RemoteCtx {
@@ -76,6 +122,56 @@ impl RemoteCtx {
     /// `true` once the run is cancelled.
     pub fn is_cancelled(&self) -> bool {
         self.token.is_cancelled()
+    }
+
+    /// Sends `bytes` of output on `channel` (a number of the handler's
+    /// choosing: the `fanout` command uses 1 for stdout and 2 for stderr) to
+    /// the run's coordinator, which hands it to its
+    /// [`on_output`](crate::RemoteFanOut::on_output) handler, in order, and
+    /// before the task's outcome. Sends over 1 MiB go as several chunks.
+    ///
+    /// Bounded: when 64 chunks of the run already wait on the broker for
+    /// the coordinator, this waits until it has read half of them; so a
+    /// task producing output faster than the coordinator reads it is slowed
+    /// down, and the broker holds at most about 64 MiB of a run's output.
+    ///
+    /// # Errors
+    /// The broker cannot be reached, or the run was cancelled while this
+    /// waited.
+    pub async fn send(&self, channel: u8, bytes: &[u8]) -> Result<(), BrokerError> {
+        for piece in bytes.chunks(crate::broker::OUTPUT_CHUNK) {
+            let chunk = wire::Chunk {
+                index: self.index,
+                attempt: self.attempt,
+                worker: self.worker.to_string(),
+                channel,
+                bytes: piece.to_vec(),
+            };
+            let encoded = wire::encode(&chunk).expect("a chunk always encodes");
+            let waiting = self.out.emit(&self.run, encoded).await?;
+            if waiting <= crate::broker::OUTPUT_BACKLOG {
+                continue;
+            }
+            let mut pause = Duration::from_millis(5);
+            loop {
+                // The coordinator reads in batches as chunks arrive; a
+                // short, growing pause between looks at the backlog.
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    () = self.token.cancelled() => {
+                        return Err(BrokerError::new(
+                            crate::BrokerErrorKind::Io,
+                            format!("run {} was cancelled while its output waited", self.run),
+                        ));
+                    }
+                }
+                pause = (pause * 2).min(Duration::from_millis(200));
+                if self.out.backlog(&self.run).await? <= crate::broker::OUTPUT_BACKLOG / 2 {
+                    break;
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -395,6 +491,7 @@ impl<B: Broker> Worker<B> {
             limit: self.limit,
             prefetch: self.prefetch,
             secret: self.secret,
+            emitter: Arc::new(self.broker.clone()),
         });
         let mut background = JoinSet::new();
         let (reclaimed_tx, reclaimed_rx) = mpsc::unbounded_channel();
@@ -557,6 +654,8 @@ struct State<B> {
     limit: usize,
     prefetch: usize,
     secret: Option<Secret>,
+    /// The broker, as output chunks go to it.
+    emitter: Arc<dyn Emit>,
 }
 
 impl<B: Broker> State<B> {
@@ -788,6 +887,7 @@ async fn work<B: Broker>(
         attempt: meta.attempt,
         worker: state.id.clone(),
         token: token.clone(),
+        out: state.emitter.clone(),
     };
     let span = tracing::info_span!(
         "fanout.remote_task",

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use fanout_redis::{Broker, Cursor, MemoryBroker, RedisBroker, WorkerReport};
+use fanout_redis::{Broker, Cursor, Logged, MemoryBroker, RedisBroker, WorkerReport};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -282,7 +282,10 @@ pub(crate) async fn records<B: Broker>(broker: &B, run: &str) -> Vec<(u64, u32, 
             return all;
         }
         cursor = next;
-        all.extend(recs.iter().map(|r| decode_record(r)));
+        all.extend(recs.iter().filter_map(|r| match r {
+            Logged::Record(r) => Some(decode_record(r)),
+            _ => None,
+        }));
     }
 }
 

@@ -12,7 +12,8 @@ use tokio::sync::{broadcast, Notify};
 use tokio::time::Instant;
 
 use super::{
-    sealed, Broker, BrokerError, Buried, Completion, Cursor, Delivery, Discard, DEAD_LETTERS_KEPT,
+    sealed, Broker, BrokerError, Buried, Completion, Cursor, Delivery, Discard, Logged,
+    DEAD_LETTERS_KEPT,
 };
 use crate::secret::Secret;
 use crate::wire;
@@ -83,8 +84,11 @@ struct Pending {
 
 #[derive(Default)]
 struct RunLog {
-    records: Vec<Vec<u8>>,
+    /// The log: records, and output chunks (`None` once consumed).
+    entries: Vec<Option<Logged>>,
     done: HashSet<String>,
+    /// Chunks not consumed yet.
+    backlog: u64,
 }
 
 impl Inner {
@@ -102,7 +106,7 @@ impl State {
     fn record(&mut self, run: &str, field: String, record: Vec<u8>) {
         let log = self.runs.entry(run.to_owned()).or_default();
         if log.done.insert(field) {
-            log.records.push(record);
+            log.entries.push(Some(Logged::Record(record)));
         }
     }
 }
@@ -160,7 +164,7 @@ impl Broker for MemoryBroker {
         run: &str,
         after: &Cursor,
         wait: Duration,
-    ) -> Result<(Cursor, Vec<Vec<u8>>), BrokerError> {
+    ) -> Result<(Cursor, Vec<Logged>), BrokerError> {
         let from: usize = if after.0 == Cursor::start().0 {
             0
         } else {
@@ -173,16 +177,52 @@ impl Broker for MemoryBroker {
             changed.as_mut().enable();
             {
                 let state = self.inner.state();
-                let records = state.runs.get(run).map_or(&[][..], |l| &l.records[..]);
-                if records.len() > from {
-                    let new = records[from..].to_vec();
-                    return Ok((Cursor(records.len().to_string()), new));
+                let entries = state.runs.get(run).map_or(&[][..], |l| &l.entries[..]);
+                if entries.len() > from {
+                    let new = entries[from..].iter().flatten().cloned().collect();
+                    return Ok((Cursor(entries.len().to_string()), new));
                 }
             }
             if tokio::time::timeout_at(until, changed).await.is_err() {
                 return Ok((after.clone(), Vec::new()));
             }
         }
+    }
+
+    async fn emit(&self, run: &str, chunk: Vec<u8>) -> Result<u64, BrokerError> {
+        let backlog = {
+            let mut state = self.inner.state();
+            let log = state.runs.entry(run.to_owned()).or_default();
+            let id = log.entries.len().to_string();
+            log.entries.push(Some(Logged::Chunk(id, chunk)));
+            log.backlog += 1;
+            log.backlog
+        };
+        self.inner.changed.notify_waiters();
+        Ok(backlog)
+    }
+
+    async fn backlog(&self, run: &str) -> Result<u64, BrokerError> {
+        Ok(self.inner.state().runs.get(run).map_or(0, |l| l.backlog))
+    }
+
+    async fn consumed(&self, run: &str, entries: Vec<String>) -> Result<(), BrokerError> {
+        let mut state = self.inner.state();
+        if let Some(log) = state.runs.get_mut(run) {
+            for id in entries {
+                if let Some(slot) = id
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|i| log.entries.get_mut(i))
+                {
+                    if matches!(slot, Some(Logged::Chunk(..))) {
+                        *slot = None;
+                        log.backlog = log.backlog.saturating_sub(1);
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn cancel(&self, run: &str) -> Result<(), BrokerError> {

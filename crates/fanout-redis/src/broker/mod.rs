@@ -68,6 +68,25 @@ pub struct Buried {
     pub(crate) outcome: Option<Vec<u8>>,
 }
 
+/// An entry of a run's results log: a batch of records, or a chunk of a
+/// task's output (sent before the task's record, in the same log, so that
+/// a reader sees every chunk of an attempt before its record).
+#[derive(Debug, Clone)]
+#[doc(hidden)]
+pub enum Logged {
+    /// An encoded record.
+    Record(Vec<u8>),
+    /// An encoded chunk, and its entry id (to delete once consumed).
+    Chunk(String, Vec<u8>),
+}
+
+/// How many output chunks of one run may wait on the broker for the
+/// coordinator: a worker that sends more waits until it has read some.
+pub(crate) const OUTPUT_BACKLOG: u64 = 64;
+
+/// The largest output chunk, in bytes: larger sends are split.
+pub(crate) const OUTPUT_CHUNK: usize = 1 << 20;
+
 /// A position in a run's results log.
 #[doc(hidden)]
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,14 +198,36 @@ pub trait Broker: sealed::Sealed + Clone + Send + Sync + 'static {
         task: Vec<u8>,
     ) -> impl Future<Output = Result<(), BrokerError>> + Send;
 
-    /// The records of `run` after `after`, waiting up to `wait` for one.
+    /// The entries of `run`'s log after `after`, waiting up to `wait` for
+    /// one.
     #[doc(hidden)]
     fn results(
         &self,
         run: &str,
         after: &Cursor,
         wait: Duration,
-    ) -> impl Future<Output = Result<(Cursor, Vec<Vec<u8>>), BrokerError>> + Send;
+    ) -> impl Future<Output = Result<(Cursor, Vec<Logged>), BrokerError>> + Send;
+
+    /// Appends an encoded output chunk to `run`'s log; returns how many
+    /// chunks of the run now wait for the coordinator.
+    #[doc(hidden)]
+    fn emit(
+        &self,
+        run: &str,
+        chunk: Vec<u8>,
+    ) -> impl Future<Output = Result<u64, BrokerError>> + Send;
+
+    /// How many chunks of `run` wait for the coordinator.
+    #[doc(hidden)]
+    fn backlog(&self, run: &str) -> impl Future<Output = Result<u64, BrokerError>> + Send;
+
+    /// The coordinator has consumed these chunks of `run`: they go.
+    #[doc(hidden)]
+    fn consumed(
+        &self,
+        run: &str,
+        entries: Vec<String>,
+    ) -> impl Future<Output = Result<(), BrokerError>> + Send;
 
     /// Cancels `run`: sets its flag and tells every worker.
     #[doc(hidden)]

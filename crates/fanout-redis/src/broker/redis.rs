@@ -13,6 +13,7 @@
 //! | `fanout:run:{R}:done` | hash | which attempts of `R` are recorded |
 //! | `fanout:run:{R}:cancel` | string | set when `R` is cancelled |
 //! | `fanout:run:{R}:live` | string | set while `R` runs: its absence means the server lost its data |
+//! | `fanout:run:{R}:backlog` | string | how many output chunks of `R` wait for its coordinator |
 //! | `fanout:cancel` | pub/sub channel | cancelled run ids |
 //!
 //! Timing (leases, heartbeats, retry due times) uses the server's clock
@@ -28,7 +29,7 @@ use redis::{AsyncConnectionConfig, Client, ErrorKind, RedisError, Script, Value}
 
 use super::{
     sealed, Broker, BrokerError, BrokerErrorKind, Buried, Completion, Cursor, Delivery, Discard,
-    DEAD_LETTERS_KEPT,
+    Logged, DEAD_LETTERS_KEPT,
 };
 use crate::secret::Secret;
 use crate::wire;
@@ -868,7 +869,7 @@ impl Broker for RedisBroker {
         run: &str,
         after: &Cursor,
         wait: Duration,
-    ) -> Result<(Cursor, Vec<Vec<u8>>), BrokerError> {
+    ) -> Result<(Cursor, Vec<Logged>), BrokerError> {
         let key = self.key_run(run, "res");
         let from = after.0.clone();
         let block = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1);
@@ -891,13 +892,81 @@ impl Broker for RedisBroker {
             .await?;
         let mut cursor = after.clone();
         let mut out = Vec::new();
+        let mut records = Vec::new();
         for (_, id, mut fields) in stream_entries(reply)? {
             if let Some(batch) = take_field(&mut fields, "b") {
-                unframe(&batch, &mut out)?;
+                unframe(&batch, &mut records)?;
+                out.extend(records.drain(..).map(Logged::Record));
+            } else if let Some(chunk) = take_field(&mut fields, "c") {
+                out.push(Logged::Chunk(id.clone(), chunk));
             }
             cursor = Cursor(id);
         }
         Ok((cursor, out))
+    }
+
+    async fn emit(&self, run: &str, chunk: Vec<u8>) -> Result<u64, BrokerError> {
+        let (res, backlog) = (self.key_run(run, "res"), self.key_run(run, "backlog"));
+        let chunk = &chunk;
+        let (n,): (u64,) = self
+            .with_commands("cannot send output to", |mut con| {
+                let (res, backlog) = (res.clone(), backlog.clone());
+                async move {
+                    redis::pipe()
+                        .cmd("XADD")
+                        .arg(&res)
+                        .arg("*")
+                        .arg("c")
+                        .arg(chunk)
+                        .ignore()
+                        .cmd("INCR")
+                        .arg(&backlog)
+                        .cmd("EXPIRE")
+                        .arg(&backlog)
+                        .arg(7 * 24 * 3600)
+                        .ignore()
+                        .query_async(&mut con)
+                        .await
+                }
+            })
+            .await?;
+        Ok(n)
+    }
+
+    async fn backlog(&self, run: &str) -> Result<u64, BrokerError> {
+        let key = self.key_run(run, "backlog");
+        let n: Option<i64> = self
+            .with_commands("cannot read output backlog on", |mut con| {
+                let key = key.clone();
+                async move { redis::cmd("GET").arg(&key).query_async(&mut con).await }
+            })
+            .await?;
+        Ok(u64::try_from(n.unwrap_or(0)).unwrap_or(0))
+    }
+
+    async fn consumed(&self, run: &str, entries: Vec<String>) -> Result<(), BrokerError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let (res, backlog) = (self.key_run(run, "res"), self.key_run(run, "backlog"));
+        let entries = &entries;
+        self.with_commands("cannot drop consumed output on", |mut con| {
+            let (res, backlog) = (res.clone(), backlog.clone());
+            async move {
+                redis::pipe()
+                    .cmd("XDEL")
+                    .arg(&res)
+                    .arg(entries)
+                    .ignore()
+                    .cmd("DECRBY")
+                    .arg(&backlog)
+                    .arg(entries.len())
+                    .ignore()
+                    .query_async::<()>(&mut con)
+                    .await
+            }
+        })
+        .await
     }
 
     async fn cancel(&self, run: &str) -> Result<(), BrokerError> {
@@ -936,7 +1005,7 @@ impl Broker for RedisBroker {
     }
 
     async fn end(&self, run: &str, keep: Duration) -> Result<(), BrokerError> {
-        let keys = ["res", "done", "cancel", "live"].map(|w| self.key_run(run, w));
+        let keys = ["res", "done", "cancel", "live", "backlog"].map(|w| self.key_run(run, w));
         let keep = keep.as_secs().max(1);
         self.with_commands("cannot end a run on", |mut con| {
             let keys = keys.clone();
