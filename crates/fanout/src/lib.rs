@@ -174,7 +174,9 @@ pub use config::{PanicPolicy, DEFAULT_LIMIT};
 pub use counts::Counts;
 pub use ctx::TaskCtx;
 pub use error::{Cause, Error, Failure};
-pub use fan_out::{fan_out, fan_out_keyed, fan_out_keyed_stream, fan_out_stream, FanOut};
+pub use fan_out::{
+    fan_out, fan_out_keyed, fan_out_keyed_stream, fan_out_stream, FanOut, NoJournal,
+};
 pub use group::{Group, Stopped, TrySpawnError};
 pub use panic::Panic;
 pub use progress::{Progress, Snapshot};
