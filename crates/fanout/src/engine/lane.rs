@@ -129,7 +129,7 @@ where
     // Inputs whose outcome a journal recalled: delivered without a task.
     let mut recalled = Vec::new();
     let mut since_yield = 0usize;
-    let fast = !H::RECORDS && env.timeout.is_none() && env.retry.max_attempts() == 1;
+    let fast = env.timeout.is_none() && env.retry.max_attempts() == 1;
     let mut cancelled = pin!(token.cancelled());
     let mut grace = pin!(None::<tokio::time::Sleep>);
     let mut stopping = false;
@@ -177,13 +177,15 @@ where
             exhausted = got == Pulled::Exhausted;
             input_pending = got == Pulled::Pending;
         }
-        // Recalled outcomes are delivered as if their task had just ended.
+        // Recalled outcomes are delivered as if their task had just ended
+        // (they are not recorded again).
+        let recalls = recalled.len();
         for (index, key, outcome) in recalled.drain(..) {
             if let Some(p) = &env.progress {
                 p.recalled();
             }
             sink.recalled(index);
-            done.push((index, key, outcome));
+            deliver(&shared, &env, &mut sink, (index, key, outcome));
         }
         // Every input pulled gets a task, even after a stop: its first poll
         // then reports it as not started, so that each input has an outcome.
@@ -203,10 +205,13 @@ where
                     }
                 } else {
                     Body::Slow {
-                        fut: Box::pin(env.journal.wrap(
-                            &*shared,
-                            &key,
-                            attempts(&env, &ctx_shared, &shared.stopped, index, key.clone(), item),
+                        fut: Box::pin(attempts(
+                            &env,
+                            &ctx_shared,
+                            &shared.stopped,
+                            index,
+                            key.clone(),
+                            item,
                         )),
                     }
                 };
@@ -215,8 +220,11 @@ where
                 }
             }
         }
-        if !done.is_empty() {
-            since_yield += done.len();
+        if !done.is_empty() || recalls > 0 {
+            since_yield += done.len() + recalls;
+            if H::RECORDS {
+                done = record(&shared, &env, done).await;
+            }
             for d in done.drain(..) {
                 deliver(&shared, &env, &mut sink, d);
             }
@@ -279,6 +287,9 @@ where
         since_yield = 0;
         match event {
             Event::Done => {
+                if H::RECORDS {
+                    done = record(&shared, &env, done).await;
+                }
                 for d in done.drain(..) {
                     deliver(&shared, &env, &mut sink, d);
                 }
@@ -331,6 +342,27 @@ fn take<S, F, R, H, T, E>(
             pulled.push((index, key, item));
         }
     }
+}
+
+/// Records the outcomes of tasks that finished, before they are delivered
+/// (a run that keeps a journal); stops the run if the journal fails. Tasks
+/// aborted by a stop are not recorded (their outcomes never come here).
+async fn record<S, F, R, H, K, T, E>(
+    shared: &RunState<S>,
+    env: &Env<F, R, H>,
+    done: Vec<Done<K, T, E>>,
+) -> Vec<Done<K, T, E>>
+where
+    H: Recorder<K, T, E>,
+{
+    if done.is_empty() {
+        return done;
+    }
+    let (done, recorded) = env.journal.record(done).await;
+    if !recorded {
+        shared.stop(Reason::Journal);
+    }
+    done
 }
 
 /// Delivers the tasks that reported themselves while being dropped: only

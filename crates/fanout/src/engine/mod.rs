@@ -30,9 +30,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::Span;
 
 pub(crate) use lane::{lane, Collector, Waiting};
-pub(crate) use recall::Recorder;
 #[cfg(all(feature = "journal", unix))]
-pub(crate) use recall::{Halt, Recall};
+pub(crate) use recall::Recall;
+pub(crate) use recall::Recorder;
 pub(crate) use task::Done;
 
 use crate::config::{Config, PanicPolicy};

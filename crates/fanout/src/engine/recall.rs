@@ -1,11 +1,12 @@
 //! What a run does besides running tasks, for runs that keep a journal:
 //! recall the outcomes a journal holds instead of running their tasks, and
-//! record each task's outcome before it is handed over. A run without a
-//! journal uses [`NoJournal`], whose hooks do nothing and compile away.
+//! record the outcomes of the tasks that ran before they are handed over.
+//! A run without a journal uses [`NoJournal`], whose hooks do nothing and
+//! compile away.
 
-use std::future::Future;
+use std::future::{ready, Future};
 
-use super::{Reason, RunState};
+use super::Done;
 use crate::fan_out::NoJournal;
 use crate::task_error::Outcome;
 
@@ -25,48 +26,35 @@ pub(crate) enum Recall<T, E> {
     Repeated,
 }
 
-/// Stops a run, with the reason that a journal failed.
-#[cfg_attr(
-    not(all(feature = "journal", unix)),
-    allow(dead_code, reason = "only journaled runs record")
-)]
-pub(crate) trait Halt: Sync {
-    fn halt(&self);
-}
-
-impl<S> Halt for RunState<S>
-where
-    RunState<S>: Sync,
-{
-    fn halt(&self) {
-        self.stop(Reason::Journal);
-    }
-}
-
 /// The hooks a run's lanes call: [`NoJournal`] for plain runs.
 pub(crate) trait Recorder<K, T, E>: Send + Sync + 'static {
-    /// Whether outcomes are recorded: tasks then always take the boxed
-    /// path (`Body::Slow`), which [`wrap`](Recorder::wrap) wraps.
+    /// Whether [`record`](Recorder::record) does anything: the lanes skip
+    /// it otherwise.
     const RECORDS: bool;
 
     /// What to do with the input of `key`, pulled as input `index`. Called
     /// under the run's input lock, so in input order.
     fn recall(&self, index: usize, key: &K) -> Recall<T, E>;
 
-    /// The body of a task whose outcome `body` computes: for a journaled
-    /// run, it records the outcome (a panic's included) before returning
-    /// it, and stops the run through `halt` if the record fails.
-    fn wrap<'a, B>(
-        &'a self,
-        halt: &'a dyn Halt,
-        key: &K,
-        body: B,
-    ) -> impl Future<Output = (Outcome<T, E>, u32)> + Send + 'a
-    where
-        B: Future<Output = (Outcome<T, E>, u32)> + Send + 'a;
+    /// Records the completed outcomes among `done` (not the cancelled or
+    /// never started ones), the tasks of one lane that finished together,
+    /// before the lane hands them over; gives `done` back. `false` if the
+    /// journal failed: the hooks kept the error, and the lane stops the
+    /// run. (`done` is moved in and out, rather than borrowed, so that the
+    /// lane's future holds no reference to outcomes across the wait, which
+    /// would require them to be `Sync`.)
+    fn record(
+        &self,
+        done: Vec<Done<K, T, E>>,
+    ) -> impl Future<Output = (Vec<Done<K, T, E>>, bool)> + Send + '_;
 }
 
-impl<K, T, E> Recorder<K, T, E> for NoJournal {
+impl<K, T, E> Recorder<K, T, E> for NoJournal
+where
+    K: Send + 'static,
+    T: Send + 'static,
+    E: Send + 'static,
+{
     const RECORDS: bool = false;
 
     #[inline]
@@ -75,15 +63,10 @@ impl<K, T, E> Recorder<K, T, E> for NoJournal {
     }
 
     #[inline]
-    fn wrap<'a, B>(
-        &'a self,
-        _halt: &'a dyn Halt,
-        _key: &K,
-        body: B,
-    ) -> impl Future<Output = (Outcome<T, E>, u32)> + Send + 'a
-    where
-        B: Future<Output = (Outcome<T, E>, u32)> + Send + 'a,
-    {
-        body
+    fn record(
+        &self,
+        done: Vec<Done<K, T, E>>,
+    ) -> impl Future<Output = (Vec<Done<K, T, E>>, bool)> + Send + '_ {
+        ready((done, true))
     }
 }

@@ -51,8 +51,12 @@ where
     /// - every other key's task runs, and its final outcome (after retries,
     ///   timeouts and panic catching: ok, failed, panicked, timed out) is
     ///   **recorded before anyone sees it**: before a stream yields it, and
-    ///   so before `run` or `run_all` return it. Tasks cancelled or never
-    ///   started are not recorded, so a later run runs them;
+    ///   so before `run` or `run_all` return it, and before a fail-fast
+    ///   failure or a panic is acted on. The tasks of a lane that finish
+    ///   together are recorded together ([`Store::record_all`]: one `write`
+    ///   for a [`Journal`] file). Tasks cancelled or never started are not
+    ///   recorded (nor is a panic raised while a cancelled task was being
+    ///   dropped), so a later run runs them;
     /// - when the run returns normally (a fail-fast error included), the
     ///   store is finished ([`Store::finish`]). A run whose future is
     ///   dropped, that re-raises a panic, or whose journal failed is not:
@@ -77,11 +81,14 @@ where
     /// blocking run modes are not available on a journaled `FanOut`.
     ///
     /// Cost per task, on top of the run: a hash-map lookup (and a clone of
-    /// the key) under a lock, one boxed task body, and the store's
-    /// `record`; for a [`Journal`] file, one `write(2)` and the sync
-    /// policy's share of an `fdatasync`. Memory: the records loaded, and
-    /// one key per input pulled (to refuse repeats). Figures in the
-    /// repository's `docs/BENCHMARKS.md` ("Journal").
+    /// the key) under the input lock, and its share of the store's
+    /// `record_all`: for a [`Journal`] file, encoding its line, a share of
+    /// one `write(2)` per batch, and the sync policy's share of an
+    /// `fdatasync`, which blocks the lane (and so its other tasks) while
+    /// it lasts. A few hundred nanoseconds per task without sync on the
+    /// project's machine; the figures, per sync policy, are in the
+    /// repository's `docs/BENCHMARKS.md` ("Journal"). Memory: the records
+    /// loaded, and one key per input pulled (to refuse repeats).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), fanout::journal::Error> {

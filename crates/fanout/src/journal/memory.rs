@@ -2,23 +2,15 @@
 //! recorded before it started, by key, and what became of each key in this
 //! run; and the hooks its lanes call to recall and to record.
 
-use std::any::Any;
 use std::collections::hash_map::Entry as MapEntry;
 use std::collections::HashMap;
 use std::fmt;
-use std::future::Future;
 use std::hash::Hash;
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::pin::Pin;
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Poll};
-
-use pin_project_lite::pin_project;
 
 use super::{Origin, RecordedFailures, RunError, Store};
-use crate::engine::{Halt, Recall, Recorder};
-use crate::panic::Panic;
-use crate::task_error::{Outcome, TaskError};
+use crate::engine::{Done, Recall, Recorder};
+use crate::task_error::Outcome;
 
 /// A journaled run's view of its store.
 pub(crate) struct Memory<St: Store> {
@@ -144,33 +136,33 @@ where
         }
     }
 
-    fn wrap<'a, B>(
-        &'a self,
-        halt: &'a dyn Halt,
-        key: &St::Key,
-        body: B,
-    ) -> impl Future<Output = (Outcome<T, E>, u32)> + Send + 'a
-    where
-        B: Future<Output = (Outcome<T, E>, u32)> + Send + 'a,
-    {
-        let key = key.clone();
-        async move {
-            let (outcome, attempts) = match CatchUnwind::new(body).await {
-                Ok((outcome, attempts)) => (outcome, Some(attempts)),
-                Err(payload) => (Err(TaskError::Panicked(Panic::new(payload))), None),
-            };
-            if let Err(error) = self.store.record(&key, &outcome).await {
-                self.fail(Failure::Record { key, error });
-                halt.halt();
-            }
-            match (outcome, attempts) {
-                (outcome, Some(attempts)) => (outcome, attempts),
-                // Raised again, with its original payload, once recorded:
-                // the task then ends as any panicking task does.
-                (Err(TaskError::Panicked(panic)), None) => panic.resume(),
-                (_, None) => unreachable!("only a panic has no attempt count"),
-            }
-        }
+    async fn record(&self, done: Vec<Done<St::Key, T, E>>) -> (Vec<Done<St::Key, T, E>>, bool) {
+        let completed = || {
+            done.iter()
+                .filter(|(_, _, outcome)| is_completed(outcome))
+                .map(|(_, key, outcome)| (key, outcome))
+        };
+        let Err(unrecorded) = self.store.record_all(completed()).await else {
+            return (done, true);
+        };
+        let key = completed()
+            .nth(unrecorded.recorded)
+            .map(|(key, _)| key.clone())
+            .expect("record_all names a record it was given");
+        self.fail(Failure::Record {
+            key,
+            error: unrecorded.error,
+        });
+        (done, false)
+    }
+}
+
+/// Whether an outcome is one a journal records: not that of a task
+/// cancelled or never started, which a later run must run.
+fn is_completed<T, E>(outcome: &Outcome<T, E>) -> bool {
+    match outcome {
+        Ok(_) => true,
+        Err(e) => e.is_failure(),
     }
 }
 
@@ -179,46 +171,5 @@ impl<St: Store> fmt::Debug for Memory<St> {
         f.debug_struct("Memory")
             .field("failures", &self.failures)
             .finish_non_exhaustive()
-    }
-}
-
-pin_project! {
-    /// Runs a task's body to its end, catching a panic while it is polled or
-    /// dropped, as the engine does for a task without a journal: the panic
-    /// is then the outcome recorded.
-    struct CatchUnwind<F> {
-        #[pin]
-        fut: Option<F>,
-    }
-}
-
-impl<F> CatchUnwind<F> {
-    fn new(fut: F) -> Self {
-        CatchUnwind { fut: Some(fut) }
-    }
-}
-
-impl<F: Future> Future for CatchUnwind<F> {
-    type Output = Result<F::Output, Box<dyn Any + Send>>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut fut = self.project().fut;
-        let polled = catch_unwind(AssertUnwindSafe(|| {
-            fut.as_mut()
-                .as_pin_mut()
-                .expect("polled after completion")
-                .poll(cx)
-        }));
-        let ended = match polled {
-            Ok(Poll::Pending) => return Poll::Pending,
-            Ok(Poll::Ready(output)) => Ok(output),
-            Err(payload) => Err(payload),
-        };
-        // Dropped here, so that a panicking destructor is the task's panic.
-        let dropped = catch_unwind(AssertUnwindSafe(|| fut.set(None)));
-        Poll::Ready(match (ended, dropped) {
-            (Ok(_), Err(payload)) => Err(payload),
-            (ended, _) => ended,
-        })
     }
 }

@@ -106,6 +106,6 @@ pub use recorded_failures::RecordedFailures;
 pub use run_error::RunError;
 pub use run_id::{PreviousRun, RunId};
 pub use sidecar::sidecar_path;
-pub use store::{Records, Store};
+pub use store::{Records, Store, Unrecorded};
 pub use stream::{JournaledItem, JournaledStream};
 pub use sync_policy::SyncPolicy;
