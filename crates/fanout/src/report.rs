@@ -7,7 +7,10 @@ use crate::task_error::{Outcome, TaskError};
 /// Every outcome of a collect-all run, in input order, and their counts.
 ///
 /// `outcomes()[i]` belongs to input `i`; there is exactly one outcome per
-/// input. For unkeyed input the key is the index.
+/// input. For unkeyed input the key is the index. The report of a
+/// journaled run also says which outcomes were recalled from its journal
+/// rather than run ([`is_recalled`](Report::is_recalled),
+/// [`recalled`](Report::recalled), [`Counts::recalled`]).
 ///
 /// Made by [`FanOut::run_all`](crate::FanOut::run_all) and
 /// [`FanOut::run_all_blocking`](crate::FanOut::run_all_blocking); a backend
