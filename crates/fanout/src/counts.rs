@@ -22,10 +22,16 @@ pub struct Counts {
     /// Tasks sent to other processes that never reached an outcome there
     /// ([`TaskError::Undeliverable`]).
     pub undeliverable: usize,
+    /// Of the outcomes counted above, how many a journaled run recalled from
+    /// its journal instead of running their tasks (always 0 without a
+    /// journal). Not part of [`total`](Counts::total): each is already
+    /// counted as succeeded, failed, panicked, timed out or undeliverable.
+    pub recalled: usize,
 }
 
 impl Counts {
-    /// The number of inputs accounted for: the sum of every count.
+    /// The number of inputs accounted for: the sum of every count but
+    /// [`recalled`](Counts::recalled), which overlaps the others.
     pub fn total(&self) -> usize {
         self.succeeded
             + self.failed
@@ -76,6 +82,10 @@ impl fmt::Display for Counts {
         // Only runs that send tasks elsewhere have undeliverable ones.
         if self.undeliverable > 0 {
             write!(f, ", {} undeliverable", self.undeliverable)?;
+        }
+        // Only journaled runs recall outcomes.
+        if self.recalled > 0 {
+            write!(f, "; {} recalled from the journal", self.recalled)?;
         }
         Ok(())
     }

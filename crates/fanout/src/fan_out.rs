@@ -135,6 +135,13 @@ where
 /// | [`run_all_blocking`](FanOut::run_all_blocking) | closures on scoped threads | no | as `run_all` |
 /// | [`for_each_blocking`](FanOut::for_each_blocking) | closures on scoped threads | no; the consumer stops it | each outcome to a callback, as it completes |
 ///
+/// A keyed run given a journal (`journal`, feature `journal`) is a
+/// `FanOut<S, R, Journaled<St>>` with its own `run`, `run_all` and `stream`:
+/// they recall the outcomes the journal holds instead of running their
+/// tasks and record every other outcome before handing it over, so that a
+/// run killed at any instant resumes where it was. See the `fanout::journal`
+/// module. The third type parameter is [`NoJournal`] otherwise.
+///
 /// Every mode guarantees:
 /// - **no orphans**: when the run returns (by any path, panics included)
 ///   every task has finished or been dropped; dropping an async run's future
@@ -154,11 +161,23 @@ where
 /// The builder is consuming: each setter returns the updated builder.
 #[must_use = "a FanOut does nothing until one of its run methods is awaited"]
 #[derive(Debug)]
-pub struct FanOut<S, R = NoRetry> {
-    source: S,
-    cfg: Config,
-    retry: R,
+pub struct FanOut<S, R = NoRetry, J = NoJournal> {
+    pub(crate) source: S,
+    pub(crate) cfg: Config,
+    pub(crate) retry: R,
+    pub(crate) journal: J,
 }
+
+/// The journal of a run that has none: the default third type parameter of
+/// [`FanOut`]. A run without a journal records nothing and pays nothing
+/// for the journal's hooks.
+///
+/// ```
+/// let run: fanout::FanOut<_, fanout::NoRetry, fanout::NoJournal> = fanout::fan_out(0..3);
+/// # drop(run);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NoJournal;
 
 impl<S> FanOut<S, NoRetry> {
     fn new(source: S) -> Self {
@@ -166,11 +185,12 @@ impl<S> FanOut<S, NoRetry> {
             source,
             cfg: Config::default(),
             retry: NoRetry,
+            journal: NoJournal,
         }
     }
 }
 
-impl<S, R> FanOut<S, R> {
+impl<S, R, J> FanOut<S, R, J> {
     /// The most task bodies alive at once. Default: [`DEFAULT_LIMIT`](crate::DEFAULT_LIMIT)
     /// (64) for async runs; for blocking runs, the number of CPUs
     /// (`std::thread::available_parallelism`), which is also the number of
@@ -284,11 +304,13 @@ impl<S, R> FanOut<S, R> {
     }
 
     /// Retries failed attempts as `policy` says. Requires `Item: Clone`.
-    pub fn retry<P>(self, policy: Retry<P>) -> FanOut<S, Retry<P>> {
+    /// In a journaled run only the last attempt's outcome is recorded.
+    pub fn retry<P>(self, policy: Retry<P>) -> FanOut<S, Retry<P>, J> {
         FanOut {
             source: self.source,
             cfg: self.cfg,
             retry: policy,
+            journal: self.journal,
         }
     }
 
@@ -319,7 +341,7 @@ fn run_span(parent: &tracing::Span, mode: &'static str, limit: usize) -> tracing
 /// when the future is first polled (so `.instrument(span)` on the run's
 /// future works), or, if none is current then, the span current when the
 /// run was built (so a future built in a span and spawned keeps it).
-async fn in_run_span<B: Future>(
+pub(crate) async fn in_run_span<B: Future>(
     built_in: tracing::Span,
     mode: &'static str,
     limit: usize,
@@ -406,8 +428,16 @@ impl<S: Input, R> FanOut<S, R> {
             "fail_fast",
             limit,
             move |span| async move {
-                let joined =
-                    engine::collect(self.source, self.cfg, self.retry, f, true, span.clone()).await;
+                let joined = engine::collect(
+                    self.source,
+                    self.cfg,
+                    self.retry,
+                    f,
+                    true,
+                    span.clone(),
+                    NoJournal,
+                )
+                .await;
                 engine::finish::fail_fast(
                     &joined.shared,
                     joined.collected,
@@ -464,9 +494,16 @@ impl<S: Input, R> FanOut<S, R> {
             "all",
             limit,
             move |span| async move {
-                let joined =
-                    engine::collect(self.source, self.cfg, self.retry, f, false, span.clone())
-                        .await;
+                let joined = engine::collect(
+                    self.source,
+                    self.cfg,
+                    self.retry,
+                    f,
+                    false,
+                    span.clone(),
+                    NoJournal,
+                )
+                .await;
                 // The inputs never pulled are reported as not started; not
                 // when a panic is about to be re-raised instead.
                 let mut rest = Vec::new();
@@ -530,6 +567,6 @@ impl<S: Input, R> FanOut<S, R> {
             Order::Input => "stream_ordered",
         };
         let span = self.run_span(mode, self.cfg.async_limit());
-        TaskStream::start(self.source, self.cfg, self.retry, f, order, span)
+        TaskStream::start(self.source, self.cfg, self.retry, f, order, span, NoJournal)
     }
 }

@@ -46,6 +46,7 @@
 //! | either | results in input order while the run goes | [`stream`](FanOut::stream)`(`[`Order::Input`]`, f)` | — |
 //! | async tasks that must call blocking code | the blocking part under the run's limit | [`TaskCtx::spawn_blocking`] inside [`run`](FanOut::run) | — |
 //! | tasks of different shapes, spawned one by one | errgroup (`Go` / `TryGo` / `Wait`) with a limit | [`Group`] | — |
+//! | a long keyed batch | to run it again after a crash without redoing what was done | `fan_out_keyed(map).journal_file(path, options)`, then any async mode (feature `journal`) | — |
 //!
 //! Differences between the two sides, since threads cannot be interrupted:
 //! on the blocking side cancellation and timeouts are cooperative (closures
@@ -100,6 +101,13 @@
 //! - **Streams.** [`TaskStream`] yields outcomes as they complete, or in
 //!   input order through a bounded reorder window; pulling the next one is
 //!   cancel safe.
+//! - **Durable runs** (feature `journal`, `durable.rs`). A keyed run given a
+//!   journal and killed at any instant, then run again, never re-runs a
+//!   task whose outcome was recorded and loses none; it ignores a torn last
+//!   record, and a second concurrent run on the same journal is refused.
+//!   Outcomes are recorded before anyone sees them and found by key, so the
+//!   input may be reordered, grow or shrink between runs (see the
+//!   `fanout::journal` module).
 //! - **Observability.** A `fanout.run` span per run, child of the caller's
 //!   current span, and a `fanout.task` span per task (`task.index`,
 //!   `task.key` for keyed input, `task.attempt`, `task.outcome`), exportable
@@ -141,7 +149,9 @@
 //! - `journal` (Unix only): the `fanout::journal` module, a crash-safe
 //!   journal of finished work (locked, torn-tail safe, fingerprinted, with
 //!   an fsync policy) that the `fanout` command's `--joblog` is written
-//!   with. Adds `libc`, `serde` and `serde_json`; off by default.
+//!   with, and journaled keyed runs (`FanOut::journal`, `journal_file`)
+//!   that resume where a killed run stopped. Adds `libc`, `serde` and
+//!   `serde_json`; off by default.
 //!
 //! # Minimum supported Rust version
 //!
@@ -174,7 +184,9 @@ pub use config::{PanicPolicy, DEFAULT_LIMIT};
 pub use counts::Counts;
 pub use ctx::TaskCtx;
 pub use error::{Cause, Error, Failure};
-pub use fan_out::{fan_out, fan_out_keyed, fan_out_keyed_stream, fan_out_stream, FanOut};
+pub use fan_out::{
+    fan_out, fan_out_keyed, fan_out_keyed_stream, fan_out_stream, FanOut, NoJournal,
+};
 pub use group::{Group, Stopped, TrySpawnError};
 pub use panic::Panic;
 pub use progress::{Progress, Snapshot};

@@ -43,6 +43,7 @@ struct Counters {
     failed: AtomicUsize,
     cancelled: AtomicUsize,
     not_started: AtomicUsize,
+    recalled: AtomicUsize,
     total: AtomicUsize,
     total_known: AtomicBool,
     finished: AtomicBool,
@@ -64,6 +65,10 @@ pub struct Snapshot {
     pub cancelled: usize,
     /// Inputs reported as not started (known once the run has stopped).
     pub not_started: usize,
+    /// Outcomes a journaled run recalled from its journal instead of running
+    /// their tasks; they are counted in `succeeded` or `failed` too, never
+    /// in `started`. Always 0 for runs without a journal.
+    pub recalled: usize,
     /// The number of inputs, when the input iterator's size hint is exact.
     pub total: Option<usize>,
     /// `true` once the run has returned.
@@ -86,14 +91,16 @@ impl Progress {
         let succeeded = c.succeeded.load(Relaxed);
         let failed = c.failed.load(Relaxed);
         let cancelled = c.cancelled.load(Relaxed);
+        let recalled = c.recalled.load(Relaxed);
         let done = succeeded + failed + cancelled;
         Snapshot {
             started,
-            in_flight: started.saturating_sub(done),
+            in_flight: (started + recalled).saturating_sub(done),
             succeeded,
             failed,
             cancelled,
             not_started: c.not_started.load(Relaxed),
+            recalled,
             total: c.total_known.load(Relaxed).then(|| c.total.load(Relaxed)),
             finished,
         }
@@ -118,6 +125,11 @@ impl Progress {
             Err(TaskError::NotStarted) => c.not_started.fetch_add(1, Relaxed),
             Err(_) => c.failed.fetch_add(1, Relaxed),
         };
+    }
+
+    /// An outcome recalled from a journal, about to be counted as finished.
+    pub(crate) fn recalled(&self) {
+        self.inner.recalled.fetch_add(1, Relaxed);
     }
 
     pub(crate) fn add_not_started(&self, n: usize) {

@@ -7,7 +7,10 @@ use crate::task_error::{Outcome, TaskError};
 /// Every outcome of a collect-all run, in input order, and their counts.
 ///
 /// `outcomes()[i]` belongs to input `i`; there is exactly one outcome per
-/// input. For unkeyed input the key is the index.
+/// input. For unkeyed input the key is the index. The report of a
+/// journaled run also says which outcomes were recalled from its journal
+/// rather than run ([`is_recalled`](Report::is_recalled),
+/// [`recalled`](Report::recalled), [`Counts::recalled`]).
 ///
 /// Made by [`FanOut::run_all`](crate::FanOut::run_all) and
 /// [`FanOut::run_all_blocking`](crate::FanOut::run_all_blocking); a backend
@@ -19,6 +22,8 @@ pub struct Report<K, T, E> {
     outcomes: Vec<(K, Outcome<T, E>)>,
     counts: Counts,
     stopped_by: Option<Cause<K, E>>,
+    /// The indices of the outcomes recalled from a journal, ascending.
+    recalled: Vec<usize>,
 }
 
 impl<K, T, E> Report<K, T, E> {
@@ -37,7 +42,17 @@ impl<K, T, E> Report<K, T, E> {
             outcomes,
             counts,
             stopped_by,
+            recalled: Vec::new(),
         }
+    }
+
+    /// Marks the outcomes at `indices` (any order) as recalled from a
+    /// journal.
+    pub(crate) fn with_recalled(mut self, mut indices: Vec<usize>) -> Self {
+        indices.sort_unstable();
+        self.counts.recalled = indices.len();
+        self.recalled = indices;
+        self
     }
 
     /// Every outcome, in input order.
@@ -63,6 +78,32 @@ impl<K, T, E> Report<K, T, E> {
     /// is re-raised instead).
     pub fn stopped_by(&self) -> Option<&Cause<K, E>> {
         self.stopped_by.as_ref()
+    }
+
+    /// Whether the outcome of input `index` was recalled from the run's
+    /// journal rather than produced by running its task (always `false` for
+    /// runs without a journal). Cost: a binary search.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let report = fanout::fan_out(0..2)
+    ///     .run_all(|_ctx, n| async move { Ok::<_, ()>(n) })
+    ///     .await;
+    /// assert!(!report.is_recalled(0));
+    /// # }
+    /// ```
+    pub fn is_recalled(&self, index: usize) -> bool {
+        self.recalled.binary_search(&index).is_ok()
+    }
+
+    /// The outcomes recalled from the run's journal, with their keys, in
+    /// input order; [`Counts::recalled`] counts them. Empty for runs without
+    /// a journal.
+    pub fn recalled(&self) -> impl Iterator<Item = (&K, &Outcome<T, E>)> {
+        self.recalled.iter().map(|&i| {
+            let (k, o) = &self.outcomes[i];
+            (k, o)
+        })
     }
 
     /// The number of outcomes (= the number of inputs).

@@ -187,19 +187,25 @@ where
     T: Send + 'static,
     E: Send + 'static,
 {
-    pub(crate) fn start<S, F, Fut, R>(
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the parts of a built run, taken apart by the caller"
+    )]
+    pub(crate) fn start<S, F, Fut, R, H>(
         source: S,
         cfg: Config,
         retry: R,
         f: F,
         order: Order,
         span: Span,
+        journal: H,
     ) -> Self
     where
         S: SendInput<Key = K>,
         F: Fn(TaskCtx<K>, S::Item) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
         R: RetryPolicy<S::Item, E>,
+        H: crate::engine::Recorder<K, T, E>,
     {
         let shared = Arc::new(RunState::for_run(source, &cfg));
         let caps = engine::lane_caps(&cfg);
@@ -217,7 +223,7 @@ where
             .collect();
         let give_back_every = waiting.iter().map(|w| (w.room / 4).max(1)).collect();
         let taken = vec![0; caps.len()];
-        let env = Arc::new(Env::new(f, retry, &cfg, false, span.clone()));
+        let env = Arc::new(Env::new(f, retry, &cfg, false, span.clone(), journal));
         let (tx, rx) = mpsc::unbounded_channel();
         let mut lanes = JoinSet::new();
         for (lane, cap) in caps.into_iter().enumerate() {

@@ -10,6 +10,17 @@
 //! records back on resume. Variants run round-robin, `--rounds` times; the
 //! table gives the median ns per record with the range.
 //!
+//! Then journaled keyed runs against the same run without a journal
+//! (`fan_out_keyed(..).limit(64).run(..)` on a 2-worker runtime, the caller
+//! in a spawned task): tiny tasks (one `splitmix64`) and 1 ms tasks (a
+//! `tokio::time::sleep`), each without a journal, with a `JsonOutcomes`
+//! journal under each sync policy, and (tiny tasks) resuming a journal that
+//! holds every key, so that every outcome is recalled. The table gives the
+//! wall time per task and the extra per task over the run without a
+//! journal, medians and minimums. A journaled run's time includes loading
+//! the journal and finishing it (the sidecar's write and `fsync`), not
+//! opening it.
+//!
 //! With `--cli PATH` (a release build of the `fanout` command) it also
 //! times `fanout -j 8 true ::: 1..N` without a joblog and with
 //! `--joblog-sync none|group|record`, round-robin, and gives the extra wall
@@ -19,6 +30,7 @@
 //! cargo build --release -p fanout-cli -p fanout-bench
 //! target/release/journal --cli target/release/fanout
 //! target/release/journal --dir /mnt/other-disk --rounds 3
+//! target/release/journal --only runs --rounds 9
 //! ```
 
 use std::fmt::Write as _;
@@ -29,6 +41,7 @@ use std::time::{Duration, Instant};
 
 use fanout::journal::{EncodeError, Fingerprint, JsonOutcomes, Options, RecordFormat, SyncPolicy};
 use fanout_bench::load::{wait_quiet, LoadMeter};
+use fanout_bench::{LIMIT, WORKERS};
 
 /// Records per round for the policies that do not sync each record.
 const RECORDS: u64 = 100_000;
@@ -220,6 +233,7 @@ fn main() {
     let mut dir = std::env::temp_dir();
     let mut rounds = 5;
     let mut cli = None;
+    let mut only = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = || {
@@ -230,6 +244,10 @@ fn main() {
             "--dir" => dir = PathBuf::from(value()),
             "--rounds" => rounds = value().parse().unwrap_or_else(|_| usage("bad --rounds")),
             "--cli" => cli = Some(PathBuf::from(value())),
+            "--only" => match value().as_str() {
+                table @ ("records" | "runs" | "cli") => only = Some(table.to_owned()),
+                other => usage(&format!("--only takes records, runs or cli, not {other}")),
+            },
             other => usage(&format!("unknown argument {other}")),
         }
     }
@@ -240,9 +258,17 @@ fn main() {
         dir.display(),
         file_system(&dir)
     );
-    records_table(&work, rounds);
-    if let Some(cli) = cli {
-        cli_table(&cli, &work, rounds);
+    let wanted = |table: &str| only.as_deref().is_none_or(|o| o == table);
+    if wanted("records") {
+        records_table(&work, rounds);
+    }
+    if wanted("runs") {
+        runs_table(&work, rounds);
+    }
+    match cli {
+        Some(cli) if wanted("cli") => cli_table(&cli, &work, rounds),
+        None if only.as_deref() == Some("cli") => usage("--only cli needs --cli PATH"),
+        _ => {}
     }
     let _ = std::fs::remove_dir_all(&work);
 }
@@ -316,6 +342,226 @@ fn records_table(work: &Path, rounds: usize) {
     print!("{out}");
 }
 
+/// Tasks per journaled-run measurement (every variant of a kind runs the
+/// same number, so that per-task figures compare).
+const RUN_TASKS_TINY: u64 = 20_000;
+const RUN_TASKS_SLOW: u64 = 6_400;
+
+/// What the tasks of a run do.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum TaskKind {
+    /// One `splitmix64` behind `black_box`.
+    Tiny,
+    /// `tokio::time::sleep(1 ms)`.
+    Slow,
+}
+
+impl TaskKind {
+    fn name(self) -> &'static str {
+        match self {
+            TaskKind::Tiny => "tiny tasks",
+            TaskKind::Slow => "1 ms tasks",
+        }
+    }
+
+    fn tasks(self) -> u64 {
+        match self {
+            TaskKind::Tiny => RUN_TASKS_TINY,
+            TaskKind::Slow => RUN_TASKS_SLOW,
+        }
+    }
+}
+
+/// How a run keeps (or does not keep) a journal.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Journaling {
+    /// No journal.
+    Without,
+    /// A new journal under this policy: every task runs and is recorded.
+    Record(SyncPolicy),
+    /// Resuming a journal that holds every key: every outcome is recalled.
+    RecallAll,
+}
+
+impl Journaling {
+    fn name(self) -> String {
+        match self {
+            Journaling::Without => "no journal".to_owned(),
+            Journaling::Record(policy) => format!("journal, {}", policy_name(policy)),
+            Journaling::RecallAll => "journal, resumed, every key recalled".to_owned(),
+        }
+    }
+}
+
+fn policy_name(policy: SyncPolicy) -> String {
+    match policy {
+        SyncPolicy::None => "sync none".to_owned(),
+        SyncPolicy::EveryRecord => "sync every record".to_owned(),
+        SyncPolicy::Group { records, .. } => format!("sync group of {records}"),
+        other => format!("{other:?}"),
+    }
+}
+
+const fn group(records: u32) -> SyncPolicy {
+    SyncPolicy::Group {
+        records: std::num::NonZeroU32::new(records).unwrap(),
+        interval: None,
+    }
+}
+
+const RUN_VARIANTS: [(TaskKind, Journaling); 13] = [
+    (TaskKind::Tiny, Journaling::Without),
+    (TaskKind::Tiny, Journaling::Record(SyncPolicy::None)),
+    (TaskKind::Tiny, Journaling::Record(group(8))),
+    (TaskKind::Tiny, Journaling::Record(group(64))),
+    (TaskKind::Tiny, Journaling::Record(group(512))),
+    (TaskKind::Tiny, Journaling::Record(SyncPolicy::EveryRecord)),
+    (TaskKind::Tiny, Journaling::RecallAll),
+    (TaskKind::Slow, Journaling::Without),
+    (TaskKind::Slow, Journaling::Record(SyncPolicy::None)),
+    (TaskKind::Slow, Journaling::Record(group(8))),
+    (TaskKind::Slow, Journaling::Record(group(64))),
+    (TaskKind::Slow, Journaling::Record(group(512))),
+    (TaskKind::Slow, Journaling::Record(SyncPolicy::EveryRecord)),
+];
+
+type RunOutput = Result<Vec<(u64, u64)>, String>;
+
+/// `n` keyed inputs, run with tasks of `kind`, with `journal` or without;
+/// the results' sum.
+async fn keyed_run(
+    kind: TaskKind,
+    n: u64,
+    journal: Option<fanout::journal::Journal<Json>>,
+) -> RunOutput {
+    let inputs = fanout::fan_out_keyed((0..n).map(|i| (i, i))).limit(LIMIT);
+    let task = move |_ctx: fanout::TaskCtx<u64>, i: u64| async move {
+        match kind {
+            TaskKind::Tiny => fanout_bench::task(i).map_err(|_| String::new()),
+            TaskKind::Slow => {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                Ok(i)
+            }
+        }
+    };
+    match journal {
+        None => inputs.run(task).await.map_err(|e| e.to_string()),
+        Some(journal) => inputs
+            .journal(journal)
+            .run(task)
+            .await
+            .map_err(|e| e.to_string()),
+    }
+}
+
+/// Runs one variant once on `rt`; returns the wall time per task in ns.
+fn measure_run(
+    rt: &tokio::runtime::Runtime,
+    (kind, journaling): (TaskKind, Journaling),
+    dir: &Path,
+) -> f64 {
+    let n = kind.tasks();
+    let path = dir.join("run.journal");
+    let options = || Options::new(Fingerprint::of(["journal bench", "runs"]));
+    let journal = match journaling {
+        Journaling::Without => None,
+        Journaling::Record(policy) => Some(
+            options()
+                .sync(policy)
+                .create(&path, Json::new())
+                .expect("create")
+                .journal,
+        ),
+        Journaling::RecallAll => {
+            let journal = options()
+                .create(&path, Json::new())
+                .expect("create")
+                .journal;
+            rt.block_on(keyed_run(TaskKind::Tiny, n, Some(journal)))
+                .expect("the run that fills the journal");
+            Some(
+                options()
+                    .resume(&path, Json::new())
+                    .expect("resume")
+                    .journal,
+            )
+        }
+    };
+    let (elapsed, out) = rt.block_on(async move {
+        tokio::spawn(async move {
+            let start = Instant::now();
+            let out = keyed_run(kind, n, journal).await;
+            (start.elapsed(), out)
+        })
+        .await
+        .expect("the benchmark task never panics")
+    });
+    let out = out.unwrap_or_else(|e| panic!("{}: {e}", journaling.name()));
+    assert_eq!(out.len() as u64, n, "{}", journaling.name());
+    assert!(out.iter().enumerate().all(|(i, (k, _))| *k == i as u64));
+    elapsed.as_nanos() as f64 / n as f64
+}
+
+fn runs_table(work: &Path, rounds: usize) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(WORKERS)
+        .enable_all()
+        .build()
+        .expect("building the benchmark runtime");
+    let (waited, quiet) = wait_quiet(Duration::from_secs(60));
+    let meter = LoadMeter::start();
+    let mut samples = vec![Vec::new(); RUN_VARIANTS.len()];
+    for round in 0..=rounds {
+        for k in 0..RUN_VARIANTS.len() {
+            let v = (k + round) % RUN_VARIANTS.len();
+            let ns = measure_run(&rt, RUN_VARIANTS[v], work);
+            // Round 0 warms up.
+            if round > 0 {
+                samples[v].push(ns);
+            }
+        }
+    }
+    let load = meter.finish();
+    println!(
+        "### Keyed runs, limit {LIMIT}, {WORKERS} workers: wall time per task, median [min–max] of {rounds} rounds\n"
+    );
+    println!("| tasks | variant | per task | extra per task over no journal: medians | minimums |");
+    println!("|---|---|---:|---:|---:|");
+    for kind in [TaskKind::Tiny, TaskKind::Slow] {
+        let base = RUN_VARIANTS
+            .iter()
+            .position(|&v| v == (kind, Journaling::Without))
+            .expect("a run without a journal for each kind");
+        let base_median = median(&mut samples[base].clone());
+        let base_min = range(&samples[base]).0;
+        for (v, &(k, journaling)) in RUN_VARIANTS.iter().enumerate() {
+            if k != kind {
+                continue;
+            }
+            let (lo, hi) = range(&samples[v]);
+            let med = median(&mut samples[v]);
+            println!(
+                "| {} ({}) | {} | {} [{}–{}] | {:+.0} ns | {:+.0} ns |",
+                kind.name(),
+                kind.tasks(),
+                journaling.name(),
+                fmt_ns(med),
+                fmt_ns(lo),
+                fmt_ns(hi),
+                med - base_median,
+                lo - base_min
+            );
+        }
+    }
+    println!(
+        "\nLoad: waited {:.1} s for a quiet machine ({}), 1-minute load average {:.2} at the start, other processes {:.0} % of the CPU time during the measurement.\n",
+        waited.as_secs_f64(),
+        if quiet { "quiet" } else { "not quiet after 60 s" },
+        load.loadavg_start,
+        load.foreign * 100.0
+    );
+}
+
 fn cli_table(cli: &Path, work: &Path, rounds: usize) {
     let variants: [(&str, Option<&str>); 4] = [
         ("no --joblog", None),
@@ -382,6 +628,8 @@ fn cli_table(cli: &Path, work: &Path, rounds: usize) {
 
 fn usage(msg: &str) -> ! {
     eprintln!("journal: {msg}");
-    eprintln!("usage: journal [--dir DIR] [--rounds R] [--cli PATH-TO-FANOUT]");
+    eprintln!(
+        "usage: journal [--dir DIR] [--rounds R] [--cli PATH-TO-FANOUT] [--only records|runs|cli]"
+    );
     std::process::exit(2)
 }

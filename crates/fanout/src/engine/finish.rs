@@ -46,6 +46,7 @@ pub(crate) fn fail_fast<S: Input, T, E>(
     let mut counts = Counts {
         succeeded: c.ok.len(),
         not_started,
+        recalled: c.recalled.len(),
         ..Counts::default()
     };
     for (_, f) in &c.failures {
@@ -87,6 +88,7 @@ pub(crate) fn report<S: Input, T, E>(
         p.add_not_started(not_started);
         p.finish();
     }
+    let recalled = std::mem::take(&mut c.recalled);
     let total = c.ok.len() + c.failures.len() + c.stopped.len() + rest.len();
     let entries =
         c.ok.into_iter()
@@ -102,7 +104,8 @@ pub(crate) fn report<S: Input, T, E>(
                     .map(|(i, k)| (i, (k, Err(TaskError::NotStarted)))),
             );
     let outcomes = in_input_order(total, entries);
-    let report = Report::from_outcomes(outcomes, shared.reason().map(Reason::as_cause));
+    let report = Report::from_outcomes(outcomes, shared.reason().map(Reason::as_cause))
+        .with_recalled(recalled);
     span.record(
         "fanout.outcome",
         if report.is_success() { "ok" } else { "partial" },

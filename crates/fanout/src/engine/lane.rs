@@ -9,6 +9,7 @@ use std::task::Poll;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::recall::{Recall, Recorder};
 use super::slab::Slab;
 use super::task::{attempts, Body, Done, LaneRefs, Task};
 use super::{Env, Pulled, Reason, RunState};
@@ -25,6 +26,10 @@ pub(crate) trait Collector<K, T, E>: Send {
 
     /// The failure pushed with `seq` is the one that stopped the run.
     fn set_root(&mut self, _seq: usize) {}
+
+    /// The outcome of input `index`, pushed next, was recalled from a
+    /// journal rather than run.
+    fn recalled(&mut self, _index: usize) {}
 
     /// For streams: the lane's results that wait for the consumer, and how
     /// many may.
@@ -81,9 +86,9 @@ enum Event {
 /// Pulls inputs while the lane has free slots and the run has not stopped,
 /// drives the tasks, delivers their outcomes, and on a stop waits up to the
 /// grace period before dropping (aborting) what still runs.
-pub(crate) async fn lane<S, F, Fut, T, E, R, C>(
+pub(crate) async fn lane<S, F, Fut, T, E, R, C, H>(
     shared: Arc<RunState<S>>,
-    env: Arc<Env<F, R>>,
+    env: Arc<Env<F, R, H>>,
     cap: usize,
     mut sink: C,
 ) -> C
@@ -95,6 +100,7 @@ where
     E: Send + 'static,
     R: RetryPolicy<S::Item, E>,
     C: Collector<S::Key, T, E>,
+    H: Recorder<S::Key, T, E>,
 {
     // The contexts of this lane's tasks share one `Arc`, so that building a
     // context touches a lane-local counter only.
@@ -120,6 +126,8 @@ where
     // Inputs pulled under the lock, started after it is released: a task's
     // first poll runs user code, which must not hold up the other lanes.
     let mut pulled = Vec::new();
+    // Inputs whose outcome a journal recalled: delivered without a task.
+    let mut recalled = Vec::new();
     let mut since_yield = 0usize;
     let fast = env.timeout.is_none() && env.retry.max_attempts() == 1;
     let mut cancelled = pin!(token.cancelled());
@@ -162,12 +170,22 @@ where
         if !stopping && !exhausted && free > 0 {
             let got = poll_fn(|cx| {
                 Poll::Ready(shared.pull(free, cx, |index, key, item| {
-                    pulled.push((index, key, item));
+                    take(&shared, &env, &mut pulled, &mut recalled, index, key, item);
                 }))
             })
             .await;
             exhausted = got == Pulled::Exhausted;
             input_pending = got == Pulled::Pending;
+        }
+        // Recalled outcomes are delivered as if their task had just ended
+        // (they are not recorded again).
+        let recalls = recalled.len();
+        for (index, key, outcome) in recalled.drain(..) {
+            if let Some(p) = &env.progress {
+                p.recalled();
+            }
+            sink.recalled(index);
+            deliver(&shared, &env, &mut sink, (index, key, outcome));
         }
         // Every input pulled gets a task, even after a stop: its first poll
         // then reports it as not started, so that each input has an outcome.
@@ -202,8 +220,11 @@ where
                 }
             }
         }
-        if !done.is_empty() {
-            since_yield += done.len();
+        if !done.is_empty() || recalls > 0 {
+            since_yield += done.len() + recalls;
+            if H::RECORDS {
+                done = record(&shared, &env, done).await;
+            }
             for d in done.drain(..) {
                 deliver(&shared, &env, &mut sink, d);
             }
@@ -249,7 +270,7 @@ where
                 }
                 if wants_input {
                     match shared.pull(free, cx, |index, key, item| {
-                        pulled.push((index, key, item));
+                        take(&shared, &env, &mut pulled, &mut recalled, index, key, item);
                     }) {
                         Pulled::Pending => {}
                         Pulled::Exhausted => {
@@ -266,6 +287,9 @@ where
         since_yield = 0;
         match event {
             Event::Done => {
+                if H::RECORDS {
+                    done = record(&shared, &env, done).await;
+                }
                 for d in done.drain(..) {
                     deliver(&shared, &env, &mut sink, d);
                 }
@@ -290,11 +314,62 @@ where
     sink
 }
 
+/// An input just pulled (under the input lock): to run, or recalled.
+#[inline]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the lane's buffers, borrowed apart from each other"
+)]
+fn take<S, F, R, H, T, E>(
+    shared: &RunState<S>,
+    env: &Env<F, R, H>,
+    pulled: &mut Vec<(usize, S::Key, S::Item)>,
+    recalled: &mut Vec<Done<S::Key, T, E>>,
+    index: usize,
+    key: S::Key,
+    item: S::Item,
+) where
+    S: SendInput,
+    H: Recorder<S::Key, T, E>,
+{
+    match env.journal.recall(index, &key) {
+        Recall::Run => pulled.push((index, key, item)),
+        Recall::Recalled(outcome) => recalled.push((index, key, outcome)),
+        Recall::Repeated => {
+            // Stopped before the task is built: its first poll reports it
+            // as not started.
+            shared.stop(Reason::Journal);
+            pulled.push((index, key, item));
+        }
+    }
+}
+
+/// Records the outcomes of tasks that finished, before they are delivered
+/// (a run that keeps a journal); stops the run if the journal fails. Tasks
+/// aborted by a stop are not recorded (their outcomes never come here).
+async fn record<S, F, R, H, K, T, E>(
+    shared: &RunState<S>,
+    env: &Env<F, R, H>,
+    done: Vec<Done<K, T, E>>,
+) -> Vec<Done<K, T, E>>
+where
+    H: Recorder<K, T, E>,
+{
+    if done.is_empty() {
+        return done;
+    }
+    let (done, recorded) = env.journal.record(done).await;
+    if !recorded {
+        shared.stop(Reason::Journal);
+    }
+    done
+}
+
 /// Delivers the tasks that reported themselves while being dropped: only
 /// after a stop, when the lane clears its tasks.
-fn deliver_aborted<S, F, R, K, T, E, C>(
+fn deliver_aborted<S, F, R, H, K, T, E, C>(
     shared: &RunState<S>,
-    env: &Env<F, R>,
+    env: &Env<F, R, H>,
     sink: &mut C,
     aborted: &Mutex<Vec<Done<K, T, E>>>,
 ) where
@@ -306,9 +381,9 @@ fn deliver_aborted<S, F, R, K, T, E, C>(
     }
 }
 
-fn deliver<S, F, R, K, T, E, C>(
+fn deliver<S, F, R, H, K, T, E, C>(
     shared: &RunState<S>,
-    env: &Env<F, R>,
+    env: &Env<F, R, H>,
     sink: &mut C,
     done: Done<K, T, E>,
 ) where

@@ -16,6 +16,7 @@ pub(crate) mod finish;
 mod lane;
 #[cfg(all(test, fanout_loom))]
 mod loom;
+mod recall;
 mod slab;
 mod task;
 
@@ -29,6 +30,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::Span;
 
 pub(crate) use lane::{lane, Collector, Waiting};
+#[cfg(all(feature = "journal", unix))]
+pub(crate) use recall::Recall;
+pub(crate) use recall::Recorder;
 pub(crate) use task::Done;
 
 use crate::config::{Config, PanicPolicy};
@@ -53,6 +57,9 @@ pub(crate) enum Reason {
     Source = 4,
     /// A stream's consumer called `cancel` or dropped it.
     Consumer = 5,
+    /// A journaled run's journal failed (a record could not be written, a
+    /// key came twice).
+    Journal = 6,
 }
 
 impl Reason {
@@ -63,6 +70,7 @@ impl Reason {
             3 => Self::Deadline,
             4 => Self::Source,
             5 => Self::Consumer,
+            6 => Self::Journal,
             _ => return None,
         })
     }
@@ -398,7 +406,7 @@ impl Delivery<'_> {
 }
 
 /// What every lane of a run shares and never changes.
-pub(crate) struct Env<F, R> {
+pub(crate) struct Env<F, R, H = crate::fan_out::NoJournal> {
     pub(crate) f: F,
     pub(crate) retry: R,
     pub(crate) timeout: Option<Duration>,
@@ -409,10 +417,19 @@ pub(crate) struct Env<F, R> {
     pub(crate) progress: Option<Progress>,
     pub(crate) external: Option<CancellationToken>,
     pub(crate) span: Span,
+    /// The journal's hooks ([`Recorder`]).
+    pub(crate) journal: H,
 }
 
-impl<F, R> Env<F, R> {
-    pub(crate) fn new(f: F, retry: R, cfg: &Config, stop_on_failure: bool, span: Span) -> Self {
+impl<F, R, H> Env<F, R, H> {
+    pub(crate) fn new(
+        f: F,
+        retry: R,
+        cfg: &Config,
+        stop_on_failure: bool,
+        span: Span,
+        journal: H,
+    ) -> Self {
         Self {
             f,
             retry,
@@ -423,6 +440,7 @@ impl<F, R> Env<F, R> {
             progress: cfg.progress.clone(),
             external: cfg.external.clone(),
             span,
+            journal,
         }
     }
 
@@ -459,6 +477,9 @@ pub(crate) struct Collected<K, T, E> {
     pub(crate) root: Option<usize>,
     /// Cancelled and not-started tasks that had been pulled, unordered.
     pub(crate) stopped: Vec<(usize, K, TaskError<E>)>,
+    /// The indices of the outcomes above that a journal recalled, unordered
+    /// (journaled runs only).
+    pub(crate) recalled: Vec<usize>,
 }
 
 impl<K, T, E> Default for Collected<K, T, E> {
@@ -468,6 +489,7 @@ impl<K, T, E> Default for Collected<K, T, E> {
             failures: Vec::new(),
             root: None,
             stopped: Vec::new(),
+            recalled: Vec::new(),
         }
     }
 }
@@ -487,6 +509,10 @@ impl<K: Send, T: Send, E: Send> Collector<K, T, E> for Collected<K, T, E> {
     fn set_root(&mut self, seq: usize) {
         self.root = Some(seq);
     }
+
+    fn recalled(&mut self, index: usize) {
+        self.recalled.push(index);
+    }
 }
 
 impl<K, T, E> Collected<K, T, E> {
@@ -495,6 +521,7 @@ impl<K, T, E> Collected<K, T, E> {
         self.failures.extend(other.failures);
         self.root = self.root.or(other.root);
         self.stopped.extend(other.stopped);
+        self.recalled.extend(other.recalled);
     }
 
     /// Whether a task panicked (a collect-all run under
@@ -529,13 +556,14 @@ pub(crate) struct Joined<S, K, T, E> {
 ///
 /// Returns only when every lane, and so every task, has finished or been
 /// dropped. Re-raises a panic of the input iterator or of a lane itself.
-pub(crate) async fn collect<S, F, Fut, T, E, R>(
+pub(crate) async fn collect<S, F, Fut, T, E, R, H>(
     source: S,
     cfg: Config,
     retry: R,
     f: F,
     stop_on_failure: bool,
     span: Span,
+    journal: H,
 ) -> Joined<S, S::Key, T, E>
 where
     S: SendInput,
@@ -544,10 +572,11 @@ where
     T: Send + 'static,
     E: Send + 'static,
     R: crate::retry::RetryPolicy<S::Item, E>,
+    H: Recorder<S::Key, T, E>,
 {
     let shared = Arc::new(RunState::for_run(source, &cfg));
     let caps = lane_caps(&cfg);
-    let env = Arc::new(Env::new(f, retry, &cfg, stop_on_failure, span));
+    let env = Arc::new(Env::new(f, retry, &cfg, stop_on_failure, span, journal));
     let mut lanes = JoinSet::new();
     for cap in caps {
         lanes.spawn(lane(shared.clone(), env.clone(), cap, Collected::default()));

@@ -24,8 +24,8 @@ pub(crate) type Done<K, T, E> = (usize, K, Outcome<T, E>);
 /// Runs the attempts of one task: calls the task function, applies the
 /// per-attempt timeout and the retry policy. Returns the outcome and the
 /// number of attempts made.
-pub(crate) async fn attempts<K, I, T, E, F, Fut, R>(
-    env: &Env<F, R>,
+pub(crate) async fn attempts<K, I, T, E, F, Fut, R, H>(
+    env: &Env<F, R, H>,
     shared: &Arc<CtxShared>,
     stopped: &AtomicBool,
     index: usize,

@@ -11,7 +11,9 @@ use std::time::Instant;
 
 use super::format::EmbeddedNewline;
 use super::sidecar::Sidecar;
-use super::{parse, EncodeError, Error, RecordFormat, Records, RunId, Store, SyncPolicy};
+use super::{
+    parse, EncodeError, Error, RecordFormat, Records, RunId, Store, SyncPolicy, Unrecorded,
+};
 
 /// An open journal: an append-only file of records, one per line, locked
 /// for as long as this value lives. Made by [`Options::create`] or
@@ -130,20 +132,92 @@ impl<F: RecordFormat> Journal<F> {
     ///   dropped the unsynced data), the journal refuses later records with
     ///   [`Error::Poisoned`], as it does after a panic in the format.
     pub fn record(&self, key: &F::Key, value: &F::Value) -> Result<(), Error> {
-        let mut appender = self.appender()?;
+        self.append(std::iter::once((key, value)))
+            .map_err(|unrecorded| unrecorded.error)
+    }
+
+    /// Appends several records with a single `write` (their lines, one
+    /// after the other), then syncs as the [`SyncPolicy`] says, counting
+    /// each record: what [`record`](Journal::record) does for one, for
+    /// all, at the cost of one. A process killed during the `write` leaves
+    /// a prefix of the lines, the last one possibly torn, which a resume
+    /// reads as the records it holds whole.
+    ///
+    /// # Errors
+    /// [`Unrecorded`], whose `error` is as for `record`. If a record cannot
+    /// be encoded, the ones before it are written and the rest are not
+    /// ([`Unrecorded::recorded`] says how many were). If the `write` or
+    /// the sync fails, none counts as recorded.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), fanout::journal::Unrecorded<fanout::journal::Error>> {
+    /// use fanout::journal::{Fingerprint, JsonOutcomes, Options};
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let options = Options::new(Fingerprint::of(["example"]));
+    /// let format = JsonOutcomes::<u32, u32, String>::new();
+    /// let mut journal = options.create(dir.path().join("journal"), format).unwrap().journal;
+    /// let outcomes = [(1, Ok(10)), (2, Ok(20))];
+    /// journal.record_all(outcomes.iter().map(|(k, o)| (k, o)))?;
+    /// assert_eq!(journal.load().unwrap().len(), 2);
+    /// # Ok(()) }
+    /// ```
+    pub fn record_all<'a, I>(&self, records: I) -> Result<(), Unrecorded<Error>>
+    where
+        I: IntoIterator<Item = (&'a F::Key, &'a F::Value)>,
+        F::Key: 'a,
+        F::Value: 'a,
+    {
+        self.append(records.into_iter())
+    }
+
+    fn append<'a>(
+        &self,
+        records: impl Iterator<Item = (&'a F::Key, &'a F::Value)>,
+    ) -> Result<(), Unrecorded<Error>>
+    where
+        F::Key: 'a,
+        F::Value: 'a,
+    {
+        let unrecorded = |recorded, error| Unrecorded { recorded, error };
+        let mut appender = self.appender().map_err(|e| unrecorded(0, e))?;
         let appender = &mut *appender;
         appender.line.clear();
-        let encoded = match self.format.encode(key, value, &mut appender.line) {
-            Ok(()) if appender.line.contains(&b'\n') => Err(EncodeError::new(EmbeddedNewline)),
-            other => other,
-        };
-        if let Err(source) = encoded {
-            return Err(Error::Encode {
-                path: self.path.clone(),
-                source,
-            });
+        let mut encoded = 0usize;
+        let mut refused = None;
+        for (key, value) in records {
+            let start = appender.line.len();
+            let result = match self.format.encode(key, value, &mut appender.line) {
+                Ok(()) if appender.line[start..].contains(&b'\n') => {
+                    Err(EncodeError::new(EmbeddedNewline))
+                }
+                other => other,
+            };
+            if let Err(source) = result {
+                appender.line.truncate(start);
+                refused = Some(Error::Encode {
+                    path: self.path.clone(),
+                    source,
+                });
+                break;
+            }
+            appender.line.push(b'\n');
+            encoded += 1;
         }
-        appender.line.push(b'\n');
+        if encoded > 0 {
+            let records = u32::try_from(encoded).unwrap_or(u32::MAX);
+            self.write_locked(appender, records)
+                .map_err(|e| unrecorded(0, e))?;
+        }
+        match refused {
+            Some(error) => Err(unrecorded(encoded, error)),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes the `records` lines in the appender's buffer with one
+    /// `write`, then syncs if the policy says so.
+    fn write_locked(&self, appender: &mut Appender, records: u32) -> Result<(), Error> {
         if let Err(e) = (&self.file).write_all(&appender.line) {
             if self.file.set_len(appender.len).is_err() {
                 appender.poisoned = true;
@@ -151,7 +225,7 @@ impl<F: RecordFormat> Journal<F> {
             return Err(Error::io(&self.path, "append to journal")(e));
         }
         appender.len += appender.line.len() as u64;
-        appender.unsynced = appender.unsynced.saturating_add(1);
+        appender.unsynced = appender.unsynced.saturating_add(records);
         let due = match self.policy {
             SyncPolicy::None => false,
             SyncPolicy::EveryRecord => true,
@@ -322,8 +396,8 @@ impl<F: RecordFormat> fmt::Debug for Journal<F> {
     }
 }
 
-/// The local store: [`Journal::load`], [`Journal::record`] and
-/// [`Journal::finish`]. Each does its work when called (a local file has
+/// The local store: [`Journal::load`], [`Journal::record`],
+/// [`Journal::record_all`] and [`Journal::finish`]. Each does its work when called (a local file has
 /// nothing to wait for that an executor could run meanwhile) and returns a
 /// future that is ready at once.
 impl<F> Store for Journal<F>
@@ -346,6 +420,20 @@ where
         value: &F::Value,
     ) -> impl Future<Output = Result<(), Error>> + Send {
         ready(Journal::record(self, key, value))
+    }
+
+    fn record_all<'a, I>(
+        &'a self,
+        records: I,
+    ) -> impl Future<Output = Result<(), Unrecorded<Error>>> + Send + 'a
+    where
+        I: IntoIterator<Item = (&'a F::Key, &'a F::Value)> + Send + 'a,
+        I::IntoIter: Send,
+        Self: Sync,
+        F::Key: Sync + 'a,
+        F::Value: Sync + 'a,
+    {
+        ready(Journal::record_all(self, records))
     }
 
     fn finish(self) -> impl Future<Output = Result<(), Error>> + Send {

@@ -26,12 +26,46 @@
 //!   [`SyncPolicy`]'s: nothing promised, every record, or all but the last
 //!   group.
 //!
+//! # Journaled runs
+//!
+//! A keyed run given a journal ([`FanOut::journal`](crate::FanOut::journal),
+//! or [`FanOut::journal_file`](crate::FanOut::journal_file) for a file in
+//! the [`JsonOutcomes`] format) loads it when it starts, **recalls** the
+//! outcome of each key it holds (a success, or a failure kept with
+//! [`RecordedFailures::Keep`]) instead of running the task, and **records**
+//! the outcome of every task that runs before anyone sees it. Killed at any
+//! instant and run again, it never runs a task whose outcome was recorded,
+//! and loses none:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), fanout::journal::Error> {
+//! use fanout::journal::{Fingerprint, Options};
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let path = dir.path().join("sizes.journal");
+//! let options = Options::new(Fingerprint::of(["file sizes", "v1"]));
+//! let files = || ["a.txt", "bb.txt", "ccc.txt"].map(|name| (name.to_owned(), name));
+//! let size = |_ctx, name: &'static str| async move { Ok::<u64, String>(name.len() as u64) };
+//!
+//! let first = fanout::fan_out_keyed(files()).journal_file(&path, options.clone())?.run_all(size).await.unwrap();
+//! assert_eq!(first.counts().recalled, 0);
+//! let again = fanout::fan_out_keyed(files()).journal_file(&path, options)?.run_all(size).await.unwrap();
+//! assert_eq!(again.counts().recalled, 3); // nothing ran
+//! # Ok(()) }
+//! ```
+//!
+//! [`RunError`] says why a journaled run failed; [`JournaledStream`]
+//! yields each outcome with its [`Origin`]. `examples/resume.rs` is a batch
+//! to interrupt with Ctrl-C and run again.
+//!
+//! # Formats and stores
+//!
 //! The lines themselves are a [`RecordFormat`]'s: the `fanout` command
 //! writes GNU parallel's joblog with this machinery, and keyed runs of the
 //! library write [`JsonOutcomes`] (a key and its [`Outcome`](crate::Outcome)).
 //! [`Store`] is the interface a run talks to (load what is recorded, record
-//! one more, finish); [`Journal`] is its implementation on a local file,
-//! and a remote store can implement it too.
+//! more, finish); [`Journal`] is its implementation on a local file, and a
+//! remote store can implement it too.
 //!
 //! # Example
 //!
@@ -79,12 +113,18 @@ mod error;
 mod file;
 mod fingerprint;
 mod format;
+mod journaled;
 mod lock;
+mod memory;
 mod options;
+mod origin;
 mod outcomes;
+mod recorded_failures;
+mod run_error;
 mod run_id;
 mod sidecar;
 mod store;
+mod stream;
 mod sync_policy;
 
 pub use contents::{parse, Contents, Damaged};
@@ -92,9 +132,14 @@ pub use error::Error;
 pub use file::Journal;
 pub use fingerprint::{Fingerprint, Fingerprinter};
 pub use format::{EncodeError, RecordFormat};
+pub use journaled::Journaled;
 pub use options::{OnMismatch, Opened, Options};
+pub use origin::Origin;
 pub use outcomes::JsonOutcomes;
+pub use recorded_failures::RecordedFailures;
+pub use run_error::RunError;
 pub use run_id::{PreviousRun, RunId};
 pub use sidecar::sidecar_path;
-pub use store::{Records, Store};
+pub use store::{Records, Store, Unrecorded};
+pub use stream::{JournaledItem, JournaledStream};
 pub use sync_policy::SyncPolicy;

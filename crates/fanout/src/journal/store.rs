@@ -1,6 +1,7 @@
 //! The storage interface a run's record of finished work goes through.
 
 use std::error::Error as StdError;
+use std::fmt;
 use std::future::Future;
 
 /// Records as [`Store::load`] returns them: each key with its value, oldest
@@ -21,6 +22,7 @@ pub type Records<K, V> = Vec<(K, V)>;
 /// |---|---|---|
 /// | [`load`](Store::load) | the records read (and checked) when it was opened | replay the stream from its first entry |
 /// | [`record`](Store::record) | one line, one `write`, then the [`SyncPolicy`](super::SyncPolicy) | add the key's entry unless the key has one (a conditional write), await the broker's acknowledgement |
+/// | [`record_all`](Store::record_all) | the lines of all, one `write`, then the policy | one pipeline of those writes |
 /// | [`finish`](Store::finish) | mark the run finished in the sidecar, unlock | mark the run finished |
 ///
 /// Opening (and refusing a second concurrent run, or a store of other
@@ -116,6 +118,43 @@ pub trait Store {
         value: &Self::Value,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
+    /// Records several values at once, in order, with the promises of
+    /// [`record`](Store::record) for each: a journaled run records the
+    /// outcomes of the tasks that finished together in one call, so that a
+    /// store can write them together (the journal file: one `write` for
+    /// all; a remote store: one round trip).
+    ///
+    /// The default calls `record` for each in turn.
+    ///
+    /// # Errors
+    /// [`Unrecorded`]: the first [`recorded`](Unrecorded::recorded) records
+    /// were recorded; the next one failed with
+    /// [`error`](Unrecorded::error); the rest were not tried. Those not
+    /// recorded may be missing from a later `load`, never present in part.
+    ///
+    /// # Cancel safety
+    /// As for `record`: each record is there whole or not at all.
+    fn record_all<'a, I>(
+        &'a self,
+        records: I,
+    ) -> impl Future<Output = Result<(), Unrecorded<Self::Error>>> + Send + 'a
+    where
+        I: IntoIterator<Item = (&'a Self::Key, &'a Self::Value)> + Send + 'a,
+        I::IntoIter: Send,
+        Self: Sync,
+        Self::Key: Sync + 'a,
+        Self::Value: Sync + 'a,
+    {
+        async move {
+            for (recorded, (key, value)) in records.into_iter().enumerate() {
+                self.record(key, value)
+                    .await
+                    .map_err(|error| Unrecorded { recorded, error })?;
+            }
+            Ok(())
+        }
+    }
+
     /// Marks the run finished (rather than killed) and releases the store.
     ///
     /// # Errors
@@ -123,4 +162,38 @@ pub trait Store {
     fn finish(self) -> impl Future<Output = Result<(), Self::Error>> + Send
     where
         Self: Sized;
+}
+
+/// Why [`Store::record_all`] stopped: how many records, from the first,
+/// were recorded before one failed, and why that one failed. The records
+/// after it were not tried.
+///
+/// ```
+/// use fanout::journal::Unrecorded;
+///
+/// let unrecorded = Unrecorded { recorded: 2, error: std::fmt::Error };
+/// assert_eq!(unrecorded.to_string(), "2 records were recorded, then one failed");
+/// ```
+#[derive(Debug)]
+pub struct Unrecorded<E> {
+    /// How many records, from the first, were recorded.
+    pub recorded: usize,
+    /// Why the next one was not.
+    pub error: E,
+}
+
+impl<E> fmt::Display for Unrecorded<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} records were recorded, then one failed",
+            self.recorded
+        )
+    }
+}
+
+impl<E: StdError + 'static> StdError for Unrecorded<E> {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        Some(&self.error)
+    }
 }

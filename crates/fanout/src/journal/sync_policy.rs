@@ -24,8 +24,16 @@ use std::time::Duration;
 /// and the command that measures them are in the repository's
 /// `docs/BENCHMARKS.md` ("Journal").
 ///
+/// A [`record_all`](super::Journal::record_all) of several records (a
+/// journaled run records the tasks that finished together so) writes them
+/// with one `write` and syncs once after it if the policy says so, counting
+/// each record: under `EveryRecord` that is one `fdatasync` for all of
+/// them, and the promises above hold for each record once the call
+/// returns.
+///
 /// `fdatasync` runs in the thread that records, and blocks it until the
-/// disk has the data. Opening and finishing a journal write its sidecar
+/// disk has the data (in a journaled run, the lane that recorded: its
+/// other tasks wait meanwhile). Opening and finishing a journal write its sidecar
 /// atomically, which costs an `fsync` each whatever the policy (see
 /// [`Options::create`](super::Options::create)).
 ///
@@ -55,7 +63,8 @@ pub enum SyncPolicy {
     /// `fdatasync` once `records` records are unsynced, or when a record is
     /// written `interval` or more after the oldest unsynced one; and when the
     /// journal finishes or is dropped. A power loss loses at most
-    /// `records - 1` records. The interval is checked only when a record is
+    /// `records - 1` of the records whose `record` (or `record_all`) has
+    /// returned. The interval is checked only when a record is
     /// written (there is no timer thread): records written just before a
     /// pause stay unsynced until the next record, [`Journal::sync`](super::Journal::sync)
     /// or the end, and call `sync` from a timer for a bound in time too.
