@@ -2,41 +2,75 @@
 //! fanout's life), waiting with a timeout, retrying, and capturing output.
 
 use std::collections::HashMap;
-use std::ffi::{CStr, CString};
+use std::ffi::{CStr, CString, OsStr};
 use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::input::Value;
-use crate::output::{forward_lines, tag_of, Spooled};
+use crate::input::Arg;
+use crate::output::{forward_lines, Spooled};
 use crate::spawn::{self, BaseEnv};
 
-/// What every job of a run shares: its settings, the running jobs' process
-/// groups, and resources reused from job to job.
-#[derive(Debug)]
-pub(crate) struct JobEnv {
+/// How job output reaches fanout's own stdout and stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Capture {
+    /// Into spool files, printed when the job ends.
+    Spool,
+    /// Through pipes, forwarded line by line.
+    Lines,
+    /// Straight to fanout's stdout and stderr.
+    Direct,
+}
+
+/// The settings every job of a run shares.
+#[derive(Debug, Clone)]
+pub(crate) struct JobConfig {
     /// The shell for commands that need one.
     pub(crate) shell: String,
     /// Per-attempt time limit.
     pub(crate) timeout: Option<Duration>,
     /// Attempts per job in all.
     pub(crate) attempts: u32,
-    /// Forward lines as they come instead of spooling to files.
-    pub(crate) line_buffer: bool,
-    /// Prefix output lines with the inputs.
-    pub(crate) tag: bool,
+    /// How output is captured.
+    pub(crate) capture: Capture,
+    /// The journal mark every job's processes carry (see `leftovers`).
+    pub(crate) mark: Option<String>,
+    /// Run nothing; each job's output is its command line.
+    pub(crate) dry_run: bool,
+    /// `-v`: each command line first in the job's output.
+    pub(crate) print_commands: bool,
+    /// `-t`: each command line on stderr when it starts.
+    pub(crate) verbose_stderr: bool,
+    /// The variable holding the slot number minus one.
+    pub(crate) slot_var: String,
+    /// `$PARALLEL_ENV`: shell code run before each command.
+    pub(crate) parallel_env: Option<String>,
+    /// Where `$PARALLEL_TMP` names point.
+    pub(crate) tmpdir: PathBuf,
+    /// `--tmpdir`, which jobs see as `$TMPDIR`.
+    pub(crate) tmpdir_option: Option<PathBuf>,
+    /// How many jobs run at once.
+    pub(crate) jobs: usize,
+}
+
+/// What every job of a run shares: its settings, the running jobs' process
+/// groups, and resources reused from job to job.
+#[derive(Debug)]
+pub(crate) struct JobEnv {
+    /// The settings.
+    pub(crate) config: JobConfig,
     /// The process group of each running job, by seq, so the run can
     /// terminate them all.
     pub(crate) groups: Mutex<HashMap<u64, i32>>,
-    /// The journal mark every job's processes carry (see `leftovers`).
-    pub(crate) mark: Option<String>,
     /// Set once the run stops (halt or signal): no new attempt starts, and a
     /// job ending now was killed by fanout, not by its own doing.
     pub(crate) stopping: AtomicBool,
-    /// fanout's environment without the per-job variables.
+    /// fanout's environment without the per-job variables, plus the
+    /// variables GNU parallel gives every job.
     pub(crate) base_env: BaseEnv,
     /// `/dev/null`, every job's stdin.
     pub(crate) devnull: File,
@@ -56,29 +90,50 @@ impl JobEnv {
     ///
     /// # Errors
     /// `/dev/null` cannot be opened.
-    pub(crate) fn new(
-        shell: String,
-        timeout: Option<Duration>,
-        attempts: u32,
-        line_buffer: bool,
-        tag: bool,
-        mark: Option<String>,
-        jobs: usize,
-    ) -> std::io::Result<JobEnv> {
+    pub(crate) fn new(config: JobConfig) -> std::io::Result<JobEnv> {
+        let mut base_env = BaseEnv::capture(&[
+            "PARALLEL_SEQ",
+            "PARALLEL_JOBSLOT",
+            "PARALLEL_TMP",
+            "PARALLEL_PID",
+            "PARALLEL_ENV",
+            "PARALLEL_SSHHOST",
+            "PARALLEL_SSHLOGIN",
+            "SSHPASS",
+            config.slot_var.as_str(),
+            crate::leftovers::MARK_VAR,
+        ]);
+        // The variables GNU parallel sets in its own environment, which
+        // every job inherits.
+        let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+        let mut set = |name: &str, value: &OsStr| base_env.set(name, value);
+        set("PARALLEL_PID", OsStr::new(&std::process::id().to_string()));
+        set("PARALLEL_SSHHOST", OsStr::new(":"));
+        set("PARALLEL_SSHLOGIN", OsStr::new(":"));
+        set("SSHPASS", OsStr::new(""));
+        if var("PARALLEL_REMOTE_TMPDIR").is_none() {
+            set("PARALLEL_REMOTE_TMPDIR", OsStr::new("/tmp"));
+        }
+        if var("PARALLEL_RSYNC_OPTS").is_none() {
+            set("PARALLEL_RSYNC_OPTS", OsStr::new("-rlDzR"));
+        }
+        match (&config.tmpdir_option, var("TMPDIR")) {
+            (Some(dir), _) => set("TMPDIR", dir.as_os_str()),
+            (None, None) => set("TMPDIR", OsStr::new("/tmp")),
+            (None, Some(_)) => {}
+        }
+        if let Some(pwd) = std::env::var_os("PWD") {
+            set("OLDPWD", &pwd);
+        }
+        if var("HOME").is_none() {
+            set("HOME", OsStr::new("/tmp"));
+        }
+        let jobs = config.jobs;
         Ok(JobEnv {
-            shell,
-            timeout,
-            attempts,
-            line_buffer,
-            tag,
+            config,
             groups: Mutex::new(HashMap::new()),
-            mark,
             stopping: AtomicBool::new(false),
-            base_env: BaseEnv::capture(&[
-                "PARALLEL_SEQ",
-                "PARALLEL_JOBSLOT",
-                crate::leftovers::MARK_VAR,
-            ]),
+            base_env,
             devnull: File::open("/dev/null")?,
             stack: Mutex::new(Vec::new()),
             programs: Mutex::new(HashMap::new()),
@@ -128,12 +183,20 @@ pub(crate) struct JobSpec {
     pub(crate) seq: u64,
     /// `{%}`.
     pub(crate) slot: usize,
-    /// One value per input source.
-    pub(crate) inputs: Vec<Value>,
+    /// The job's arguments (every record's, flat).
+    pub(crate) args: Vec<Arg>,
+    /// How many arguments each record has.
+    pub(crate) widths: Vec<usize>,
     /// The shell command line (also what the joblog records).
     pub(crate) command: String,
     /// The argv, when the command needs no shell.
     pub(crate) argv: Option<Vec<String>>,
+    /// The `--tag`/`--tagstring` prefix of each output line, TAB included.
+    pub(crate) tag: Option<Arc<str>>,
+    /// The rendered `--results` name, for per-job result files.
+    pub(crate) results: Option<String>,
+    /// `skip()` or `--filter` said not to run it.
+    pub(crate) skip: bool,
 }
 
 /// How a job ended: the job, and its last attempt.
@@ -158,7 +221,10 @@ pub(crate) async fn run(spec: JobSpec, env: Arc<JobEnv>) -> Finished {
     let mut attempt = 1;
     loop {
         let last = run_once(&spec, &env).await;
-        if last.is_success() || attempt >= env.attempts || env.stopping.load(Ordering::SeqCst) {
+        if last.is_success()
+            || attempt >= env.config.attempts
+            || env.stopping.load(Ordering::SeqCst)
+        {
             return Finished { spec, last };
         }
         attempt += 1;
@@ -212,6 +278,46 @@ impl Attempt {
             .map_or(0.0, |d| d.as_secs_f64())
     }
 
+    /// A job that runs nothing (`--dry-run`, `skip()`, `--filter`): its
+    /// output is `shown` (the command line, for `--dry-run` and `-v`).
+    fn without_process(
+        start: SystemTime,
+        exitval: i32,
+        shown: Option<&str>,
+        spec: &JobSpec,
+        shared: &JobEnv,
+    ) -> Attempt {
+        let mut stdout = None;
+        let mut received = 0;
+        if let Some(text) = shown {
+            received = text.len() as u64;
+            match shared.config.capture {
+                Capture::Spool => {
+                    stdout = tempfile::tempfile().ok().and_then(|mut f| {
+                        f.write_all(text.as_bytes()).ok()?;
+                        f.seek(SeekFrom::Start(0)).ok()?;
+                        Some(f)
+                    });
+                }
+                Capture::Lines => print_now(text, spec.tag.as_deref()),
+                Capture::Direct => print_now(text, None),
+            }
+        }
+        Attempt {
+            start,
+            runtime: Duration::ZERO,
+            exitval,
+            signal: 0,
+            timed_out: false,
+            aborted: false,
+            output: Spooled {
+                stdout,
+                stderr: None,
+            },
+            received,
+        }
+    }
+
     fn failed_to_start(start: SystemTime, exitval: i32, message: String) -> Attempt {
         // The message becomes the job's stderr, as a shell's would.
         let stderr = tempfile::tempfile().ok().and_then(|mut f| {
@@ -241,10 +347,31 @@ impl Attempt {
 
 async fn run_once(spec: &JobSpec, shared: &JobEnv) -> Attempt {
     let start = SystemTime::now();
-    let program = spec
-        .argv
-        .as_ref()
-        .map_or(shared.shell.as_str(), |a| a[0].as_str());
+    let cfg = &shared.config;
+    if cfg.verbose_stderr {
+        eprintln!("{}", spec.command);
+    }
+    let shown = (cfg.print_commands || cfg.dry_run).then(|| format!("{}\n", spec.command));
+    if cfg.dry_run || spec.skip {
+        // GNU parallel runs `true` instead; a skipped job ends with -2.
+        let exitval = if spec.skip { -2 } else { 0 };
+        return Attempt::without_process(start, exitval, shown.as_deref(), spec, shared);
+    }
+    let shell_line;
+    let words: Vec<&str> = match (&spec.argv, &cfg.parallel_env) {
+        (Some(argv), None) => argv.iter().map(String::as_str).collect(),
+        (_, penv) => {
+            shell_line = match penv {
+                Some(env) if cfg.shell.contains("zsh") => {
+                    format!("{env}\neval {}", crate::quote::shell_quote(&spec.command))
+                }
+                Some(env) => format!("{env}\n{}", spec.command),
+                None => spec.command.clone(),
+            };
+            vec![cfg.shell.as_str(), "-c", shell_line.as_str()]
+        }
+    };
+    let program = words[0];
     let spawn_error = |e: std::io::Error| {
         let (code, what) = match e.kind() {
             std::io::ErrorKind::NotFound => (127, "command not found".to_owned()),
@@ -257,35 +384,31 @@ async fn run_once(spec: &JobSpec, shared: &JobEnv) -> Attempt {
         Ok(path) => path,
         Err(e) => return spawn_error(e),
     };
-    let words: Result<Vec<CString>, _> = match &spec.argv {
-        Some(argv) => argv.iter().map(|a| CString::new(a.as_bytes())).collect(),
-        None => [shared.shell.as_str(), "-c", spec.command.as_str()]
-            .iter()
-            .map(|a| CString::new(a.as_bytes()))
-            .collect(),
-    };
+    let words: Result<Vec<CString>, _> = words.iter().map(|a| CString::new(a.as_bytes())).collect();
     let words = match words {
         Ok(words) => words,
         Err(e) => return spawn_error(std::io::Error::new(std::io::ErrorKind::InvalidInput, e)),
     };
+    let tmp_name = tmp_name(&cfg.tmpdir);
     let job_env = [
         CString::new(format!("PARALLEL_SEQ={}", spec.seq)),
         CString::new(format!("PARALLEL_JOBSLOT={}", spec.slot)),
+        CString::new(format!("{}={}", cfg.slot_var, spec.slot.saturating_sub(1))),
+        CString::new(format!("PARALLEL_TMP={}", tmp_name.display())),
     ];
-    let mark = shared
+    let mark = cfg
         .mark
         .as_ref()
         .and_then(|m| CString::new(format!("{}={m}", crate::leftovers::MARK_VAR)).ok());
 
     // Grouped output goes to two spool files (recycled ones when possible);
-    // --line-buffer output to pipes read as it comes.
+    // --line-buffer output to pipes read as it comes; --ungroup output
+    // straight to fanout's own stdout and stderr.
     let mut pipes = None;
-    let spool = if shared.line_buffer {
-        match (pipe(), pipe()) {
-            (Ok(out), Ok(err)) => {
-                pipes = Some((out, err));
-                None
-            }
+    let mut spool = None;
+    match cfg.capture {
+        Capture::Lines => match (pipe(), pipe()) {
+            (Ok(out), Ok(err)) => pipes = Some((out, err)),
             (Err(e), _) | (_, Err(e)) => {
                 return Attempt::failed_to_start(
                     start,
@@ -293,10 +416,20 @@ async fn run_once(spec: &JobSpec, shared: &JobEnv) -> Attempt {
                     format!("fanout: cannot create a pipe: {e}\n"),
                 );
             }
-        }
-    } else {
-        match (shared.spool(), shared.spool()) {
-            (Ok(out), Ok(err)) => Some((out, err)),
+        },
+        Capture::Spool => match (shared.spool(), shared.spool()) {
+            (Ok(mut out), Ok(err)) => {
+                if let Some(text) = &shown {
+                    if let Err(e) = out.write_all(text.as_bytes()) {
+                        return Attempt::failed_to_start(
+                            start,
+                            255,
+                            format!("fanout: cannot write a temporary file: {e}\n"),
+                        );
+                    }
+                }
+                spool = Some((out, err));
+            }
             (Err(e), _) | (_, Err(e)) => {
                 return Attempt::failed_to_start(
                     start,
@@ -304,8 +437,19 @@ async fn run_once(spec: &JobSpec, shared: &JobEnv) -> Attempt {
                     format!("fanout: cannot create a temporary file: {e}\n"),
                 );
             }
+        },
+        Capture::Direct => {}
+    }
+    if cfg.capture != Capture::Spool {
+        if let Some(text) = &shown {
+            let tag = if cfg.capture == Capture::Lines {
+                spec.tag.as_deref()
+            } else {
+                None
+            };
+            print_now(text, tag);
         }
-    };
+    }
     let fds = match (&spool, &pipes) {
         (Some((out, err)), _) => [shared.devnull.as_raw_fd(), out.as_raw_fd(), err.as_raw_fd()],
         (None, Some(((_, out_w), (_, err_w)))) => [
@@ -313,7 +457,7 @@ async fn run_once(spec: &JobSpec, shared: &JobEnv) -> Attempt {
             out_w.as_raw_fd(),
             err_w.as_raw_fd(),
         ],
-        (None, None) => unreachable!("either spool files or pipes"),
+        (None, None) => [shared.devnull.as_raw_fd(), 1, 2],
     };
     let started = Instant::now();
     let spawned = {
@@ -339,7 +483,7 @@ async fn run_once(spec: &JobSpec, shared: &JobEnv) -> Attempt {
         .unwrap_or_else(|p| p.into_inner())
         .insert(spec.seq, pid);
 
-    let tag = shared.tag.then(|| tag_of(&spec.inputs));
+    let tag = spec.tag.clone();
     let forwarders = pipes.map(|((out_r, out_w), (err_r, err_w))| {
         // Our copies of the write ends go, so the readers see EOF when the
         // job's processes are done with them.
@@ -353,7 +497,7 @@ async fn run_once(spec: &JobSpec, shared: &JobEnv) -> Attempt {
     });
 
     let mut timed_out = false;
-    let status = match shared.timeout {
+    let status = match cfg.timeout {
         None => child.wait().await,
         Some(limit) => match tokio::time::timeout(limit, child.wait()).await {
             Ok(status) => status,
@@ -372,6 +516,8 @@ async fn run_once(spec: &JobSpec, shared: &JobEnv) -> Attempt {
         .remove(&spec.seq);
     let runtime = started.elapsed();
     let aborted = !timed_out && shared.stopping.load(Ordering::SeqCst);
+    // GNU parallel removes $PARALLEL_TMP after the job.
+    let _ = std::fs::remove_file(&tmp_name);
 
     let mut received = 0;
     if let Some((out, err)) = forwarders {
@@ -434,6 +580,47 @@ async fn run_once(spec: &JobSpec, shared: &JobEnv) -> Attempt {
         output,
         received,
     }
+}
+
+/// A fresh `$PARALLEL_TMP`: `DIR/parXXXXX`, a name no file has yet (the job
+/// may create it; fanout removes it after the job, as GNU parallel does).
+fn tmp_name(dir: &Path) -> PathBuf {
+    use std::sync::atomic::AtomicU64;
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut state = std::process::id() as u64
+        ^ COUNTER
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+    loop {
+        let mut name = String::from("par");
+        for _ in 0..5 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            name.push(CHARS[(state % CHARS.len() as u64) as usize] as char);
+        }
+        let path = dir.join(name);
+        if std::fs::symlink_metadata(&path).is_err() {
+            return path;
+        }
+    }
+}
+
+/// Prints `text` on stdout now, each line prefixed with `tag`.
+fn print_now(text: &str, tag: Option<&str>) {
+    let mut out = std::io::stdout().lock();
+    let mut bytes = Vec::with_capacity(text.len());
+    crate::output::tag_lines(
+        text.as_bytes(),
+        tag.map(str::as_bytes),
+        &mut true,
+        &mut bytes,
+    );
+    let _ = out.write_all(&bytes).and_then(|()| out.flush());
 }
 
 /// Whether any process is left in the process group `pgid`. Only ESRCH

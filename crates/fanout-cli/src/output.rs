@@ -4,14 +4,14 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::sync::Arc;
 
 use indicatif::ProgressBar;
 use tokio::io::{AsyncBufReadExt, AsyncRead};
 use tokio::sync::Notify;
 
-use crate::input::Value;
+use crate::results::{Row, Table};
 
 /// Wakes the run loop when fanout's stdout turns out to be a closed pipe
 /// (`fanout … | head`), so the run stops quietly.
@@ -64,13 +64,19 @@ pub(crate) struct Printable {
     pub(crate) output: Spooled,
     /// With `-k`: the job's place in the backlog, given back once printed.
     pub(crate) ticket: Option<BacklogTicket>,
+    /// With `--results NAME.csv` and the like: the job's row.
+    pub(crate) row: Option<Row>,
 }
 
-/// GNU parallel's tag: the inputs separated by spaces, then a TAB.
-pub(crate) fn tag_of(inputs: &[Value]) -> Arc<str> {
-    let mut tag = inputs.iter().map(|v| &**v).collect::<Vec<_>>().join(" ");
-    tag.push('\t');
-    Arc::from(tag)
+/// Where printed output goes.
+#[derive(Debug)]
+pub(crate) enum Destination {
+    /// fanout's stdout and stderr.
+    Terminal,
+    /// Nowhere (`--results` files hold it).
+    Nowhere,
+    /// A results table.
+    Table(Table),
 }
 
 /// Prints finished jobs' spooled output.
@@ -86,16 +92,22 @@ pub(crate) struct Printer {
     /// Finished jobs waiting for an earlier one (only with `-k`).
     waiting: BTreeMap<u64, Printable>,
     bar: Option<ProgressBar>,
+    destination: Destination,
 }
 
 impl Printer {
     /// A printer; `bar` is suspended while output is written.
-    pub(crate) fn new(keep_order: bool, bar: Option<ProgressBar>) -> Printer {
+    pub(crate) fn new(
+        keep_order: bool,
+        bar: Option<ProgressBar>,
+        destination: Destination,
+    ) -> Printer {
         Printer {
             keep_order,
             order: VecDeque::new(),
             waiting: BTreeMap::new(),
             bar,
+            destination,
         }
     }
 
@@ -160,17 +172,40 @@ impl Printer {
             tag,
             output: Spooled { stdout, stderr },
             ticket,
+            row,
             ..
         } = job;
+        let destination = &mut self.destination;
         let write = || -> io::Result<()> {
-            if let Some(file) = stdout {
-                let mut out = io::stdout().lock();
-                copy(file, &mut out, tag.as_deref())?;
-                out.flush()?;
-            }
-            if let Some(file) = stderr {
-                let mut err = io::stderr().lock();
-                copy(file, &mut err, tag.as_deref())?;
+            match destination {
+                Destination::Nowhere => {}
+                Destination::Terminal => {
+                    if let Some(file) = stdout {
+                        let mut out = io::stdout().lock();
+                        copy(file, &mut out, tag.as_deref())?;
+                        out.flush()?;
+                    }
+                    if let Some(file) = stderr {
+                        let mut err = io::stderr().lock();
+                        copy(file, &mut err, tag.as_deref())?;
+                    }
+                }
+                Destination::Table(table) => {
+                    let read = |f: Option<File>| -> io::Result<Vec<u8>> {
+                        let mut bytes = Vec::new();
+                        if let Some(mut f) = f {
+                            f.read_to_end(&mut bytes)?;
+                        }
+                        Ok(match tag.as_deref() {
+                            Some(tag) => tag_lines_by_line(&bytes, tag.as_bytes()),
+                            None => bytes,
+                        })
+                    };
+                    let (out, err) = (read(stdout)?, read(stderr)?);
+                    if let Some(row) = row {
+                        table.write(&row, &out, &err)?;
+                    }
+                }
             }
             Ok(())
         };
@@ -184,24 +219,63 @@ impl Printer {
     }
 }
 
-/// Copies a spooled output file, prefixing every line (the last one too,
-/// even without a newline) with `tag`.
-fn copy(file: File, out: &mut impl Write, tag: Option<&str>) -> io::Result<()> {
+/// Copies a spooled output file, tagging lines as GNU parallel does.
+fn copy(mut file: File, out: &mut impl Write, tag: Option<&str>) -> io::Result<()> {
     let Some(tag) = tag else {
-        let mut file = file;
         io::copy(&mut file, out)?;
         return Ok(());
     };
-    let mut reader = BufReader::new(file);
-    let mut line = Vec::new();
+    let mut buf = vec![0; 32 * 1024];
+    let mut pretag = true;
+    let mut tagged = Vec::with_capacity(buf.len() + tag.len());
     loop {
-        line.clear();
-        if reader.read_until(b'\n', &mut line)? == 0 {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
             return Ok(());
         }
-        out.write_all(tag.as_bytes())?;
-        out.write_all(&line)?;
+        tagged.clear();
+        tag_lines(&buf[..n], Some(tag.as_bytes()), &mut pretag, &mut tagged);
+        out.write_all(&tagged)?;
     }
+}
+
+/// GNU parallel's tagging of printed output: the tag before the first
+/// byte, and after every `\n` or `\r` that more output follows (`pretag`
+/// carries "the last chunk ended a line" across chunks).
+pub(crate) fn tag_lines(chunk: &[u8], tag: Option<&[u8]>, pretag: &mut bool, out: &mut Vec<u8>) {
+    let Some(tag) = tag else {
+        out.extend_from_slice(chunk);
+        return;
+    };
+    if chunk.is_empty() {
+        return;
+    }
+    if *pretag {
+        out.extend_from_slice(tag);
+    }
+    for (i, &b) in chunk.iter().enumerate() {
+        out.push(b);
+        if (b == b'\n' || b == b'\r') && i + 1 < chunk.len() {
+            out.extend_from_slice(tag);
+        }
+    }
+    *pretag = matches!(chunk.last(), Some(b'\n' | b'\r'));
+}
+
+/// GNU parallel's tagging for results tables: each line (up to `\n`)
+/// starts with the tag, and the tag follows every `\r` in it.
+fn tag_lines_by_line(bytes: &[u8], tag: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    for line in bytes.split_inclusive(|&b| b == b'\n') {
+        out.extend_from_slice(tag);
+        for &b in line {
+            out.push(b);
+            if b == b'\r' {
+                out.extend_from_slice(tag);
+            }
+        }
+    }
+    out
 }
 
 /// Reads a spooled file whole, then rewinds it for printing.
@@ -233,10 +307,12 @@ pub(crate) async fn forward_lines(
             Ok(n) => total += n as u64,
         }
         let mut out = Vec::with_capacity(line.len() + tag.as_deref().map_or(0, str::len));
-        if let Some(tag) = &tag {
-            out.extend_from_slice(tag.as_bytes());
-        }
-        out.extend_from_slice(&line);
+        tag_lines(
+            &line,
+            tag.as_deref().map(str::as_bytes),
+            &mut true,
+            &mut out,
+        );
         let result = if to_stderr {
             io::stderr().lock().write_all(&out)
         } else {

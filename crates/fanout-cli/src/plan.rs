@@ -4,24 +4,27 @@
 //! handlers and builds the job starter; anything that fails here fails
 //! before the first job starts.
 
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
-use crate::flags::{Halt, HiArgs, Resume};
-use crate::input::Value;
-use crate::job::JobEnv;
+use crate::batch::{Batcher, Batching, LengthCheck, Made};
+use crate::flags::{Halt, HiArgs, OutputMode, ResultsSpec, Resume};
+use crate::job::{Capture, JobConfig, JobEnv};
 use crate::joblog::{Fingerprint, Joblog, Skip};
 use crate::leftovers;
-use crate::output::Printer;
-use crate::results::Results;
+use crate::output::{Destination, Printer};
+use crate::results::{ResultFiles, Table};
 use crate::spawn;
 use crate::starter::Starter;
+use crate::template::Evaluator;
 
-/// The jobs to run, in input order: each one's `{#}` and inputs.
-pub(crate) type Jobs = Box<dyn Iterator<Item = (u64, Vec<Value>)> + Send>;
+/// The jobs to run, in input order: each one's `{#}` and arguments (or why
+/// it could not be made).
+pub(crate) type Jobs = Box<dyn Iterator<Item = (u64, Made)> + Send>;
 
 /// A run, ready to go.
 pub(crate) struct Plan {
@@ -33,12 +36,12 @@ pub(crate) struct Plan {
     pub(crate) total_jobs: u64,
     /// When to stop early.
     pub(crate) halt: Option<Halt>,
-    /// Whether lines are tagged with their job's inputs.
-    pub(crate) tag: bool,
     /// The journal.
     pub(crate) joblog: Option<Joblog>,
-    /// The `--results` file.
-    pub(crate) results: Option<Results>,
+    /// Per-job `--results` files.
+    pub(crate) results: Option<ResultFiles>,
+    /// Whether a `--results` table gets a row per job.
+    pub(crate) table: bool,
     /// Prints job output in the order the flags ask for.
     pub(crate) printer: Printer,
     /// The progress bar.
@@ -70,12 +73,38 @@ impl Plan {
     /// another run, or the signal handlers cannot be installed; no job has
     /// started then.
     pub(crate) fn prepare(args: HiArgs) -> anyhow::Result<Plan> {
-        // The results file first: failing on it must not cost an old joblog.
-        let results = match &args.results {
-            Some(path) => Some(Results::open(path, args.resume != Resume::Off)?),
-            None => None,
+        let resuming = args.resume != Resume::Off;
+        // The results first: failing on them must not cost an old joblog.
+        let mut destination = Destination::Terminal;
+        let mut results = None;
+        let mut table = false;
+        match &args.results {
+            Some(ResultsSpec::Table { path, kind }) => {
+                let names = args.has_header.then(|| args.header_names.clone());
+                destination =
+                    Destination::Table(Table::open(path.as_deref(), *kind, resuming, names)?);
+                table = true;
+            }
+            Some(ResultsSpec::Files { name, .. }) => {
+                results = Some(ResultFiles::new(name.clone(), args.header_names.clone()));
+                destination = Destination::Nowhere;
+            }
+            None => {}
+        }
+        // Perl (if needed) starts and compiles every expression before
+        // anything else happens.
+        let eval = Arc::new(Mutex::new(Evaluator::new(
+            args.compiler.exprs.clone(),
+            args.trim,
+            args.total_jobs,
+            args.jobs,
+        )?));
+        let (joblog, skip) = if args.dry_run {
+            // GNU parallel writes no joblog in a dry run.
+            (None, Skip::new())
+        } else {
+            open_joblog(&args)?
         };
-        let (joblog, skip) = open_joblog(&args)?;
         let mark = args
             .joblog
             .as_deref()
@@ -91,38 +120,74 @@ impl Plan {
             },
         };
         spawn::dispositions_changed();
-        let total_jobs = args.inputs.job_count();
+        let total_jobs = args.total_jobs;
         let bar = progress_bar(&args, total_jobs.saturating_sub(skip.len() as u64));
+        let capture = match args.output {
+            OutputMode::Group => Capture::Spool,
+            OutputMode::LineBuffer if args.results.is_none() => Capture::Lines,
+            OutputMode::LineBuffer => Capture::Spool,
+            OutputMode::Ungroup if args.results.is_none() => Capture::Direct,
+            OutputMode::Ungroup => Capture::Spool,
+        };
+        let tmpdir = args
+            .tmpdir
+            .clone()
+            .or_else(|| {
+                std::env::var_os("TMPDIR")
+                    .filter(|v| !v.is_empty())
+                    .map(PathBuf::from)
+            })
+            .unwrap_or_else(|| PathBuf::from("/tmp"));
         let env = Arc::new(
-            JobEnv::new(
-                std::env::var("PARALLEL_SHELL").unwrap_or_else(|_| "/bin/sh".to_owned()),
-                args.timeout,
-                args.attempts,
-                args.line_buffer,
-                args.tag,
+            JobEnv::new(JobConfig {
+                shell: args.shell.path.clone(),
+                timeout: args.timeout,
+                attempts: args.attempts,
+                capture,
                 mark,
-                args.jobs,
-            )
+                dry_run: args.dry_run,
+                print_commands: args.print_commands,
+                verbose_stderr: args.verbose_stderr,
+                slot_var: args.slot_var.clone(),
+                parallel_env: args.parallel_env.clone(),
+                tmpdir,
+                tmpdir_option: args.tmpdir.clone(),
+                jobs: args.jobs,
+            })
             .context("cannot open /dev/null")?,
         );
-        let starter = Arc::new(Starter::new(&args, env.clone()));
-        let inputs = Arc::new(args.inputs);
+        let starter = Arc::new(Starter::new(&args, eval.clone(), env.clone()));
+        let length = match args.batching {
+            Batching::Length { .. } => Some(LengthCheck {
+                model: args.length.clone(),
+                max_len: args.max_len,
+                eval,
+            }),
+            Batching::Count(_) => None,
+        };
+        let records = Arc::new(args.inputs).records();
+        let batcher = Batcher::new(
+            Box::new(records),
+            args.batching,
+            args.no_args,
+            length,
+            args.jobs,
+        );
         let jobs: Jobs = Box::new(
-            inputs
-                .into_jobs()
-                .zip(1u64..)
-                .filter(move |(_, seq)| !skip.contains(seq))
-                .map(|(inputs, seq)| (seq, inputs)),
+            batcher
+                .enumerate()
+                .map(|(i, made)| (i as u64 + 1, made))
+                .filter(move |(seq, _)| !skip.contains(seq)),
         );
         Ok(Plan {
             jobs,
             limit: args.jobs,
             total_jobs,
             halt: args.halt,
-            tag: args.tag,
             joblog,
             results,
-            printer: Printer::new(args.keep_order, bar.clone()),
+            table,
+            printer: Printer::new(args.keep_order, bar.clone(), destination),
             bar,
             env,
             starter,
@@ -144,11 +209,16 @@ fn open_joblog(args: &HiArgs) -> anyhow::Result<(Option<Joblog>, Skip)> {
         }
         feed(b"--inputs--");
         args.inputs.visit(|bytes| feed(bytes));
+        // Options that change which inputs a job number stands for; left
+        // out when at their defaults, so older journals still match.
+        if args.batching != Batching::Count(1) || args.no_args {
+            feed(format!("--batching {:?} {}", args.batching, args.no_args).as_bytes());
+        }
     });
     let summary = format!(
         "command: {}; {} jobs",
         args.command.join(" "),
-        args.inputs.job_count()
+        args.total_jobs
     );
     let opened = match args.resume {
         Resume::Off => Joblog::create(path, fingerprint, &summary)?,

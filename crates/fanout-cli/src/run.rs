@@ -16,11 +16,11 @@ use tokio::time::Instant;
 use crate::flags::{Halt, HaltWhen, Halting, Tally};
 use crate::job::{self, Finished, JobEnv};
 use crate::joblog::{JobRecord, Joblog};
-use crate::output::{self, tag_of, Printable, Printer};
+use crate::output::{self, Printable, Printer};
 use crate::plan::Plan;
-use crate::results::Results;
+use crate::results::{ResultFiles, Row};
 use crate::spawn;
-use crate::starter::Ran;
+use crate::starter::{self, Ran};
 
 /// How long jobs get between SIGTERM and SIGKILL when the run stops.
 const GRACE: Duration = Duration::from_millis(200);
@@ -66,7 +66,7 @@ impl Ending {
 /// What the loop waits for.
 enum Event {
     /// A job ended (or the engine has none left: `None`).
-    Job(Option<(u64, Outcome<Option<Ran>, Infallible>)>),
+    Job(Option<(u64, Outcome<starter::JobEnd, Infallible>)>),
     /// SIGINT or SIGTERM.
     Signal(i32),
     /// stdout turned out to be a closed pipe.
@@ -86,9 +86,9 @@ impl Plan {
             limit,
             total_jobs,
             halt,
-            tag,
             joblog,
             results,
+            table,
             printer,
             bar,
             env,
@@ -107,16 +107,16 @@ impl Plan {
                 .window(0)
                 .grace(Duration::MAX)
                 .panics(PanicPolicy::AsError)
-                .stream(Order::Completion, move |task, inputs| {
-                    starter.clone().start(*task.key(), inputs)
+                .stream(Order::Completion, move |task, made| {
+                    starter.clone().start(*task.key(), made)
                 })
         };
         let mut run = Run {
             halt,
             total_jobs,
-            tag,
             joblog,
             results,
+            table,
             printer,
             bar,
             tally: Tally::default(),
@@ -155,9 +155,9 @@ impl Plan {
 struct Run {
     halt: Option<Halt>,
     total_jobs: u64,
-    tag: bool,
     joblog: Option<Joblog>,
-    results: Option<Results>,
+    results: Option<ResultFiles>,
+    table: bool,
     printer: Printer,
     bar: Option<ProgressBar>,
     tally: Tally,
@@ -166,11 +166,21 @@ struct Run {
 
 impl Run {
     /// Job `seq` ended, or never started.
-    fn on_job(&mut self, seq: u64, outcome: Outcome<Option<Ran>, Infallible>) {
-        let mut ran = match outcome {
-            Ok(Some(ran)) => ran,
+    fn on_job(&mut self, seq: u64, outcome: Outcome<starter::JobEnd, Infallible>) {
+        // After `--halt now` GNU parallel kills the other jobs and exits at
+        // once: nothing that ends later is counted, journaled or printed.
+        if self.stopping.halted_now {
+            return;
+        }
+        let ran = match outcome {
+            Ok(starter::JobEnd::Ran(ran)) => *ran,
             // The run stopped before the job started: nothing ran.
-            Ok(None) | Err(TaskError::NotStarted | TaskError::Cancelled) => {
+            Ok(starter::JobEnd::NotStarted) | Err(TaskError::NotStarted | TaskError::Cancelled) => {
+                return self.never_started(seq);
+            }
+            Ok(starter::JobEnd::Failed(message)) => {
+                self.say(&format!("fanout: {message}\n"));
+                self.stopping.now(EndReason::ToolError);
                 return self.never_started(seq);
             }
             Err(e) => {
@@ -181,6 +191,7 @@ impl Run {
         };
         // A job killed because the run is stopping did not complete: it is
         // neither counted nor journaled, and a resume runs it again.
+        let mut ran = ran;
         if !ran.job.last.aborted {
             self.complete(&mut ran.job);
         }
@@ -222,13 +233,16 @@ impl Run {
                 job.spec.command
             ));
             match when {
-                HaltWhen::Now => self.stopping.now(EndReason::Halt(exit_code)),
+                HaltWhen::Now => {
+                    self.stopping.now(EndReason::Halt(exit_code));
+                    self.stopping.halted_now = true;
+                }
                 HaltWhen::Soon => self.stopping.soon(EndReason::Halt(exit_code)),
             }
         }
     }
 
-    /// Writes the job's `--results` line and journal record.
+    /// Writes the job's `--results` files and journal record.
     fn record(&mut self, job: &mut Finished) {
         if let Some(results) = &mut self.results {
             if let Err(e) = results.write(job) {
@@ -247,11 +261,27 @@ impl Run {
     /// Hands the job's output to the printer (with `-k`, it may wait).
     fn print(&mut self, ran: Ran) {
         let Ran { job, ticket } = ran;
+        let row = self.table.then(|| Row {
+            seq: job.spec.seq,
+            start: job.last.start_secs(),
+            runtime: job.last.runtime.as_secs_f64(),
+            received: job.last.received,
+            exitval: job.last.exitval,
+            signal: job.last.signal,
+            command: job.spec.command.clone(),
+            values: job
+                .spec
+                .args
+                .iter()
+                .map(|a| a.as_deref().unwrap_or("").to_owned())
+                .collect(),
+        });
         let printable = Printable {
             seq: job.spec.seq,
-            tag: self.tag.then(|| tag_of(&job.spec.inputs)),
+            tag: job.spec.tag.clone(),
             output: job.last.output,
             ticket,
+            row,
         };
         if let Err(e) = self.printer.finished(printable) {
             self.stopping.output_failed(&e);
@@ -275,8 +305,12 @@ impl Run {
     /// Prints what is still held, marks the journal finished, and says how
     /// the run ended.
     fn finish(mut self) -> Ending {
-        if let Err(e) = self.printer.flush_all() {
-            self.stopping.output_failed(&e);
+        // After `--halt now`, output still held back by -k is dropped, as
+        // GNU parallel exits without printing it.
+        if !self.stopping.halted_now {
+            if let Err(e) = self.printer.flush_all() {
+                self.stopping.output_failed(&e);
+            }
         }
         if let Some(log) = self.joblog.take() {
             if let Err(e) = log.finish() {
@@ -302,6 +336,8 @@ struct Stopping {
     env: Arc<JobEnv>,
     /// Whether the engine has been told to start no more jobs.
     cancelled: bool,
+    /// `--halt now` triggered: later job ends are ignored.
+    halted_now: bool,
 }
 
 impl Stopping {
@@ -311,6 +347,7 @@ impl Stopping {
             kill_at: None,
             env,
             cancelled: false,
+            halted_now: false,
         }
     }
 

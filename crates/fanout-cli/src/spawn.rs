@@ -52,6 +52,18 @@ impl BaseEnv {
                 .collect(),
         )
     }
+
+    /// Sets `name` to `value`, replacing any earlier value.
+    pub(crate) fn set(&mut self, name: &str, value: &std::ffi::OsStr) {
+        let prefix = format!("{name}=");
+        self.0
+            .retain(|entry| !entry.as_bytes().starts_with(prefix.as_bytes()));
+        let mut entry = prefix.into_bytes();
+        entry.extend_from_slice(value.as_bytes());
+        if let Ok(entry) = CString::new(entry) {
+            self.0.push(entry);
+        }
+    }
 }
 
 /// Finds `program` the way `execvp` does: as given when it holds a `/`,

@@ -175,9 +175,9 @@ fn a_closed_stdout_pipe_exits_quietly() {
 }
 
 #[test]
-fn results_file_holds_one_json_line_per_job() {
+fn a_json_results_file_holds_one_object_per_job_and_nothing_is_printed() {
     let dir = tempfile::tempdir().unwrap();
-    let results = dir.path().join("out.jsonl");
+    let results = dir.path().join("out.json");
     let out = run(
         fanout(),
         &[
@@ -191,19 +191,23 @@ fn results_file_holds_one_json_line_per_job() {
         b"",
     );
     assert_eq!(out.status.code(), Some(1));
+    assert!(
+        out.stdout.is_empty(),
+        "GNU parallel prints nothing with --results"
+    );
     let text = std::fs::read_to_string(&results).unwrap();
     let mut lines: Vec<serde_json::Value> = text
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    lines.sort_by_key(|v| v["seq"].as_u64());
+    lines.sort_by_key(|v| v["Seq"].as_u64());
     assert_eq!(lines.len(), 2);
-    assert_eq!(lines[1]["input"], serde_json::json!(["3"]));
-    assert_eq!(lines[1]["exit_code"], 3);
-    assert_eq!(lines[1]["signal"], 0);
-    assert_eq!(lines[1]["stdout"], "out 3\n");
-    assert_eq!(lines[1]["stderr"], "err\n");
-    assert!(lines[1]["runtime"].as_f64().unwrap() >= 0.0);
+    assert_eq!(lines[1]["V"], serde_json::json!(["3"]));
+    assert_eq!(lines[1]["Exitval"], 3);
+    assert_eq!(lines[1]["Signal"], 0);
+    assert_eq!(lines[1]["Stdout"], "out 3\n");
+    assert_eq!(lines[1]["Stderr"], "err\n");
+    assert!(lines[1]["JobRuntime"].as_f64().unwrap() >= 0.0);
 }
 
 #[test]
