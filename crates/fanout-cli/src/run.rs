@@ -112,6 +112,7 @@ impl Plan {
                 })
         };
         let mut run = Run {
+            starter: starter.clone(),
             halt,
             total_jobs,
             joblog,
@@ -153,6 +154,7 @@ impl Plan {
 
 /// The run loop's state.
 struct Run {
+    starter: Arc<crate::starter::Starter>,
     halt: Option<Halt>,
     total_jobs: u64,
     joblog: Option<Joblog>,
@@ -173,7 +175,10 @@ impl Run {
             return;
         }
         let ran = match outcome {
-            Ok(starter::JobEnd::Ran(ran)) => *ran,
+            Ok(starter::JobEnd::Ran(ran)) => {
+                self.starter.give_back(ran.job.spec.slot);
+                *ran
+            }
             // The run stopped before the job started: nothing ran.
             Ok(starter::JobEnd::NotStarted) | Err(TaskError::NotStarted | TaskError::Cancelled) => {
                 return self.never_started(seq);

@@ -182,7 +182,8 @@ impl Starter {
                 }
             };
             let job = job::run(spec, self.env.clone()).await;
-            self.give_back(slot);
+            // The slot is given back when the run loop takes the job, as
+            // GNU parallel frees it when it reaps the job.
             Ok(JobEnd::Ran(Box::new(Ran { job, ticket })))
         }
     }
@@ -198,7 +199,8 @@ impl Starter {
         }
     }
 
-    fn give_back(&self, slot: usize) {
+    /// Gives a job's `{%}` back for a later job.
+    pub(crate) fn give_back(&self, slot: usize) {
         self.free_slots
             .lock()
             .unwrap_or_else(|p| p.into_inner())

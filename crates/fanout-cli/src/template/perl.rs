@@ -23,6 +23,12 @@ use crate::input::Arg;
 /// The helper program. It reads requests on stdin and answers on stdout;
 /// strings travel as a decimal length line followed by the bytes.
 const SCRIPT: &str = r#"
+# Compiled first, where no lexical variable is in scope: an expression such
+# as `$_ = ++$n` must see the package variable $Arg::n, not a `my $n` of
+# this script.
+package Arg;
+sub compile_one { return eval('sub { no strict; no warnings; my $job = shift; ' . $_[0] . ' }'); }
+package main;
 use strict;
 use POSIX ();
 binmode STDIN; binmode STDOUT;
@@ -105,7 +111,7 @@ sub compile {
     my @errors;
     for my $i (1 .. $n) {
         my $code = main::rd_str();
-        my $sub = eval('sub { no strict; no warnings; my $job = shift; ' . $code . ' }');
+        my $sub = compile_one($code);
         if ($sub) { push @compiled, $sub; }
         else { push @compiled, undef; push @errors, "Cannot use $code: $@"; }
     }
@@ -360,7 +366,7 @@ mod tests {
         }
         let codes = [
             "$_ .= \"!\"",
-            "$_ = ++$counter",
+            "$_ = ++$n",
             "$_ = $arg[2] . seq() . slot()",
             "skip() if $_ eq 'b'",
             "$_ = Q($_); uq()",
