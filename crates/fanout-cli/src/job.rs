@@ -7,13 +7,15 @@ use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::input::Arg;
 use crate::output::{forward_lines, Spooled};
+use crate::pipe::{Block, Stdin};
 use crate::spawn::{self, BaseEnv};
+use crate::termseq::TermSeq;
 
 /// How job output reaches fanout's own stdout and stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +26,9 @@ pub(crate) enum Capture {
     Lines,
     /// Straight to fanout's stdout and stderr.
     Direct,
+    /// Stdout into a file that is kept, whose name is printed (`--files`);
+    /// stderr is dropped.
+    Files,
 }
 
 /// The settings every job of a run shares.
@@ -55,6 +60,25 @@ pub(crate) struct JobConfig {
     pub(crate) tmpdir_option: Option<PathBuf>,
     /// How many jobs run at once.
     pub(crate) jobs: usize,
+    /// `--term-seq`.
+    pub(crate) term_seq: TermSeq,
+    /// `--nice`: the jobs' niceness.
+    pub(crate) nice: Option<i32>,
+    /// `--shell-quote`: print each command quoted this many times instead
+    /// of running it.
+    pub(crate) shell_quote: u32,
+    /// `--cat` (a block is written to `$PARALLEL_TMP` first) or `--fifo`
+    /// (written through a named pipe there).
+    pub(crate) block_file: Option<BlockFile>,
+}
+
+/// How `--cat` and `--fifo` give a job its block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BlockFile {
+    /// A regular file, written before the job starts.
+    Cat,
+    /// A named pipe, written while the job runs.
+    Fifo,
 }
 
 /// What every job of a run shares: its settings, the running jobs' process
@@ -197,6 +221,8 @@ pub(crate) struct JobSpec {
     pub(crate) results: Option<String>,
     /// `skip()` or `--filter` said not to run it.
     pub(crate) skip: bool,
+    /// What its standard input is fed from.
+    pub(crate) stdin: Stdin,
 }
 
 /// How a job ended: the job, and its last attempt.
@@ -251,6 +277,10 @@ pub(crate) struct Attempt {
     pub(crate) output: Spooled,
     /// Bytes of stdout.
     pub(crate) received: u64,
+    /// Bytes of standard input it was given (`--pipe`).
+    pub(crate) sent: u64,
+    /// A `--round-robin` job that got no block.
+    pub(crate) virgin: bool,
 }
 
 impl Attempt {
@@ -292,15 +322,14 @@ impl Attempt {
         if let Some(text) = shown {
             received = text.len() as u64;
             match shared.config.capture {
-                Capture::Spool => {
-                    stdout = tempfile::tempfile().ok().and_then(|mut f| {
-                        f.write_all(text.as_bytes()).ok()?;
-                        f.seek(SeekFrom::Start(0)).ok()?;
-                        Some(f)
-                    });
-                }
+                Capture::Spool => stdout = spool_with(text),
                 Capture::Lines => print_now(text, spec.tag.as_deref()),
                 Capture::Direct => print_now(text, None),
+                Capture::Files => {
+                    // GNU parallel prints the name of a file it then removes.
+                    let name = format!("{}.par\n", tmp_name(&shared.config.tmpdir).display());
+                    stdout = spool_with(&name);
+                }
             }
         }
         Attempt {
@@ -315,6 +344,8 @@ impl Attempt {
                 stderr: None,
             },
             received,
+            sent: 0,
+            virgin: false,
         }
     }
 
@@ -341,6 +372,8 @@ impl Attempt {
                 stderr,
             },
             received: 0,
+            sent: 0,
+            virgin: false,
         }
     }
 }
@@ -352,21 +385,39 @@ async fn run_once(spec: &JobSpec, shared: &JobEnv) -> Attempt {
         eprintln!("{}", spec.command);
     }
     let shown = (cfg.print_commands || cfg.dry_run).then(|| format!("{}\n", spec.command));
+    if cfg.shell_quote > 0 && !spec.skip {
+        let mut quoted = spec.command.clone();
+        for _ in 0..cfg.shell_quote {
+            quoted = crate::quote::shell_quote(&quoted);
+        }
+        quoted.push('\n');
+        let exitval = 0;
+        return Attempt::without_process(start, exitval, Some(&quoted), spec, shared);
+    }
     if cfg.dry_run || spec.skip {
         // GNU parallel runs `true` instead; a skipped job ends with -2.
         let exitval = if spec.skip { -2 } else { 0 };
         return Attempt::without_process(start, exitval, shown.as_deref(), spec, shared);
     }
     let shell_line;
+    // GNU parallel runs a --cat command as `cat > $PARALLEL_TMP;COMMAND;
+    // CLEANUP`, where the cleanup exits with a status the shell never sets:
+    // the job's exit status is 0 unless the command itself exits.
+    let cat = cfg.block_file == Some(BlockFile::Cat);
     let words: Vec<&str> = match (&spec.argv, &cfg.parallel_env) {
-        (Some(argv), None) => argv.iter().map(String::as_str).collect(),
+        (Some(argv), None) if !cat => argv.iter().map(String::as_str).collect(),
         (_, penv) => {
+            let command = if cat {
+                format!("{};true", spec.command)
+            } else {
+                spec.command.clone()
+            };
             shell_line = match penv {
                 Some(env) if cfg.shell.contains("zsh") => {
-                    format!("{env}\neval {}", crate::quote::shell_quote(&spec.command))
+                    format!("{env}\neval {}", crate::quote::shell_quote(&command))
                 }
-                Some(env) => format!("{env}\n{}", spec.command),
-                None => spec.command.clone(),
+                Some(env) => format!("{env}\n{command}"),
+                None => command,
             };
             vec![cfg.shell.as_str(), "-c", shell_line.as_str()]
         }
@@ -389,12 +440,12 @@ async fn run_once(spec: &JobSpec, shared: &JobEnv) -> Attempt {
         Ok(words) => words,
         Err(e) => return spawn_error(std::io::Error::new(std::io::ErrorKind::InvalidInput, e)),
     };
-    let tmp_name = tmp_name(&cfg.tmpdir);
+    let parallel_tmp = tmp_name(&cfg.tmpdir);
     let job_env = [
         CString::new(format!("PARALLEL_SEQ={}", spec.seq)),
         CString::new(format!("PARALLEL_JOBSLOT={}", spec.slot)),
         CString::new(format!("{}={}", cfg.slot_var, spec.slot.saturating_sub(1))),
-        CString::new(format!("PARALLEL_TMP={}", tmp_name.display())),
+        CString::new(format!("PARALLEL_TMP={}", parallel_tmp.display())),
     ];
     let mark = cfg
         .mark
@@ -406,6 +457,7 @@ async fn run_once(spec: &JobSpec, shared: &JobEnv) -> Attempt {
     // straight to fanout's own stdout and stderr.
     let mut pipes = None;
     let mut spool = None;
+    let mut kept_file: Option<PathBuf> = None;
     match cfg.capture {
         Capture::Lines => match (pipe(), pipe()) {
             (Ok(out), Ok(err)) => pipes = Some((out, err)),
@@ -438,9 +490,35 @@ async fn run_once(spec: &JobSpec, shared: &JobEnv) -> Attempt {
                 );
             }
         },
+        Capture::Files => {
+            let name = PathBuf::from(format!("{}.par", tmp_name(&cfg.tmpdir).display()));
+            let out = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&name);
+            match (out, shared.spool()) {
+                (Ok(mut out), Ok(err)) => {
+                    if let Some(text) = &shown {
+                        let _ = out.write_all(text.as_bytes());
+                    }
+                    kept_file = Some(name);
+                    spool = Some((out, err));
+                }
+                (Err(e), _) | (_, Err(e)) => {
+                    return Attempt::failed_to_start(
+                        start,
+                        255,
+                        format!(
+                            "fanout: cannot create a file in {}: {e}\n",
+                            cfg.tmpdir.display()
+                        ),
+                    );
+                }
+            }
+        }
         Capture::Direct => {}
     }
-    if cfg.capture != Capture::Spool {
+    if !matches!(cfg.capture, Capture::Spool | Capture::Files) {
         if let Some(text) = &shown {
             let tag = if cfg.capture == Capture::Lines {
                 spec.tag.as_deref()
@@ -450,14 +528,61 @@ async fn run_once(spec: &JobSpec, shared: &JobEnv) -> Attempt {
             print_now(text, tag);
         }
     }
+    // Standard input: /dev/null, or a pipe a writer task feeds the
+    // job's block into (--cat and --fifo put the block in $PARALLEL_TMP).
+    let mut stdin_feed = None;
+    let mut fifo_feed = None;
+    let mut fifo_writer = None;
+    let fifo_done = Arc::new(AtomicBool::new(false));
+    // Bytes of a block (or part) not yet handed to the job: if any are
+    // left when the job ends, GNU parallel's writer would have died of
+    // SIGPIPE, and the job counts as killed by it.
+    let unsent = Arc::new(AtomicU64::new(stdin_len(&spec.stdin)));
+    match (&spec.stdin, cfg.block_file) {
+        (Stdin::Null, _) => {}
+        (source @ (Stdin::Block(_) | Stdin::Part(_)), Some(BlockFile::Cat)) => {
+            if let Err(e) = write_source_to(source, &parallel_tmp) {
+                return Attempt::failed_to_start(
+                    start,
+                    255,
+                    format!("fanout: cannot write {}: {e}\n", parallel_tmp.display()),
+                );
+            }
+            unsent.store(0, Ordering::SeqCst);
+        }
+        (source @ (Stdin::Block(_) | Stdin::Part(_)), Some(BlockFile::Fifo)) => {
+            match make_fifo(&parallel_tmp) {
+                Ok(()) => fifo_feed = Some(source.clone()),
+                Err(e) => {
+                    return Attempt::failed_to_start(
+                        start,
+                        255,
+                        format!(
+                            "fanout: cannot make a fifo {}: {e}\n",
+                            parallel_tmp.display()
+                        ),
+                    );
+                }
+            }
+        }
+        (source, _) => match pipe() {
+            Ok((r, w)) => stdin_feed = Some((r, w, source.clone())),
+            Err(e) => {
+                return Attempt::failed_to_start(
+                    start,
+                    255,
+                    format!("fanout: cannot create a pipe: {e}\n"),
+                );
+            }
+        },
+    }
+    let stdin_fd = stdin_feed
+        .as_ref()
+        .map_or(shared.devnull.as_raw_fd(), |(r, _, _)| r.as_raw_fd());
     let fds = match (&spool, &pipes) {
-        (Some((out, err)), _) => [shared.devnull.as_raw_fd(), out.as_raw_fd(), err.as_raw_fd()],
-        (None, Some(((_, out_w), (_, err_w)))) => [
-            shared.devnull.as_raw_fd(),
-            out_w.as_raw_fd(),
-            err_w.as_raw_fd(),
-        ],
-        (None, None) => [shared.devnull.as_raw_fd(), 1, 2],
+        (Some((out, err)), _) => [stdin_fd, out.as_raw_fd(), err.as_raw_fd()],
+        (None, Some(((_, out_w), (_, err_w)))) => [stdin_fd, out_w.as_raw_fd(), err_w.as_raw_fd()],
+        (None, None) => [stdin_fd, 1, 2],
     };
     let started = Instant::now();
     let spawned = {
@@ -470,7 +595,7 @@ async fn run_once(spec: &JobSpec, shared: &JobEnv) -> Attempt {
             .map(CString::as_c_str)
             .collect();
         let mut stack = shared.stack.lock().unwrap_or_else(|p| p.into_inner());
-        spawn::spawn(&path, &words, &env, fds, &mut stack)
+        spawn::spawn(&path, &words, &env, fds, cfg.nice, &mut stack)
     };
     let mut child = match spawned {
         Ok(child) => child,
@@ -482,6 +607,23 @@ async fn run_once(spec: &JobSpec, shared: &JobEnv) -> Attempt {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .insert(spec.seq, pid);
+    let writer = match (stdin_feed, fifo_feed) {
+        (Some((read_end, write_end, source)), _) => {
+            // The child has its copy of the read end.
+            drop(read_end);
+            Some(tokio::spawn(feed_stdin(write_end, source, unsent.clone())))
+        }
+        (None, Some(source)) => {
+            let done = fifo_done.clone();
+            let path = parallel_tmp.clone();
+            let unsent = unsent.clone();
+            fifo_writer = Some(tokio::task::spawn_blocking(move || {
+                feed_fifo(path, source, done, unsent)
+            }));
+            None
+        }
+        (None, None) => None,
+    };
 
     let tag = spec.tag.clone();
     let forwarders = pipes.map(|((out_r, out_w), (err_r, err_w))| {
@@ -503,7 +645,7 @@ async fn run_once(spec: &JobSpec, shared: &JobEnv) -> Attempt {
             Ok(status) => status,
             Err(_) => {
                 timed_out = true;
-                terminate_group(pid, &mut child).await
+                terminate_group(pid, &mut child, &cfg.term_seq).await
             }
         },
     };
@@ -514,10 +656,20 @@ async fn run_once(spec: &JobSpec, shared: &JobEnv) -> Attempt {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .remove(&spec.seq);
+    if let Some(writer) = writer {
+        // The job is gone: whatever it did not read is not needed.
+        writer.abort();
+    }
+    if let Some(writer) = fifo_writer {
+        fifo_done.store(true, Ordering::SeqCst);
+        // A writer blocked in a write gets EPIPE now that the reader is
+        // gone; one still waiting for a reader sees `done`.
+        let _ = writer.await;
+    }
     let runtime = started.elapsed();
     let aborted = !timed_out && shared.stopping.load(Ordering::SeqCst);
     // GNU parallel removes $PARALLEL_TMP after the job.
-    let _ = std::fs::remove_file(&tmp_name);
+    let _ = std::fs::remove_file(&parallel_tmp);
 
     let mut received = 0;
     if let Some((out, err)) = forwarders {
@@ -525,8 +677,17 @@ async fn run_once(spec: &JobSpec, shared: &JobEnv) -> Attempt {
             received += handle.await.unwrap_or(0);
         }
     }
-    let output = match spool {
-        Some((mut out, mut err)) => {
+    let output = match (spool, kept_file) {
+        (Some((out, _)), Some(name)) => {
+            // --files: the job's stdout stays in its file; the output is
+            // the file's name (stderr is dropped, as GNU parallel does).
+            received = out.metadata().map_or(0, |m| m.len());
+            Spooled {
+                stdout: spool_with(&format!("{}\n", name.display())),
+                stderr: None,
+            }
+        }
+        (Some((mut out, mut err)), None) => {
             received = out.metadata().map_or(0, |m| m.len());
             let err_len = err.metadata().map_or(1, |m| m.len());
             // Nothing can write to an empty spool any more once the job's
@@ -557,9 +718,9 @@ async fn run_once(spec: &JobSpec, shared: &JobEnv) -> Attempt {
                 stderr: err,
             }
         }
-        None => Spooled::default(),
+        (None, _) => Spooled::default(),
     };
-    let (exitval, signal) = match status {
+    let (mut exitval, mut signal) = match status {
         Ok(status) => {
             use std::os::unix::process::ExitStatusExt;
             match (status.code(), status.signal()) {
@@ -570,6 +731,14 @@ async fn run_once(spec: &JobSpec, shared: &JobEnv) -> Attempt {
         }
         Err(_) => (-1, 0),
     };
+    let sent = stdin_len(&spec.stdin) - unsent.load(Ordering::SeqCst);
+    // A --round-robin job that got no block: GNU parallel counts its exit
+    // status but neither prints nor journals it.
+    let virgin =
+        matches!(&spec.stdin, Stdin::RoundRobin(slot) if !slot.got_block.load(Ordering::SeqCst));
+    if sent < stdin_len(&spec.stdin) && !timed_out && !aborted && spec.stdin.dies_unread() {
+        (exitval, signal) = (0, libc::SIGPIPE);
+    }
     Attempt {
         start,
         runtime,
@@ -579,7 +748,63 @@ async fn run_once(spec: &JobSpec, shared: &JobEnv) -> Attempt {
         aborted: aborted && (exitval != 0 || signal != 0),
         output,
         received,
+        sent,
+        virgin,
     }
+}
+
+/// The bytes a job's standard input carries (0 when fed without end, as
+/// with `--round-robin`).
+fn stdin_len(stdin: &Stdin) -> u64 {
+    match stdin {
+        Stdin::Null | Stdin::RoundRobin(_) => 0,
+        Stdin::Block(b) => (b.header.len() + b.data.len()) as u64,
+        Stdin::Part(p) => p.ranges.iter().map(|(_, len)| len).sum(),
+    }
+}
+
+/// `--cat`: the block or part, written to `path`.
+fn write_source_to(source: &Stdin, path: &Path) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::fs::File::create(path)?;
+    match source {
+        Stdin::Block(b) => {
+            out.write_all(&b.header)?;
+            out.write_all(&b.data)?;
+        }
+        Stdin::Part(p) => {
+            for &(offset, len) in &p.ranges {
+                copy_range(&p.file, offset, len, &mut out, &AtomicU64::new(len))?;
+            }
+        }
+        Stdin::Null | Stdin::RoundRobin(_) => {}
+    }
+    Ok(())
+}
+
+/// Copies `len` bytes of `file` from `offset` to `out`, counting them down
+/// in `left`.
+fn copy_range(
+    file: &File,
+    offset: u64,
+    len: u64,
+    out: &mut dyn std::io::Write,
+    left: &AtomicU64,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0; (len as usize).min(1 << 20)];
+    let mut done = 0;
+    while done < len {
+        let want = ((len - done) as usize).min(buf.len());
+        let n = file.read_at(&mut buf[..want], offset + done)?;
+        if n == 0 {
+            break;
+        }
+        out.write_all(&buf[..n])?;
+        done += n as u64;
+        left.fetch_sub(n as u64, Ordering::SeqCst);
+    }
+    Ok(())
 }
 
 /// A fresh `$PARALLEL_TMP`: `DIR/parXXXXX`, a name no file has yet (the job
@@ -608,6 +833,169 @@ fn tmp_name(dir: &Path) -> PathBuf {
             return path;
         }
     }
+}
+
+/// Writes a job's standard input: its block, the blocks of the shared feed
+/// (`--round-robin`), or its parts of a file (`--pipepart`, with
+/// `splice(2)`, so the bytes do not pass through fanout). Stops quietly
+/// when the job closes its end.
+async fn feed_stdin(fd: OwnedFd, source: Stdin, unsent: Arc<AtomicU64>) {
+    use tokio::io::AsyncWriteExt;
+    let Ok(mut tx) = tokio::net::unix::pipe::Sender::from_owned_fd(fd) else {
+        return;
+    };
+    match source {
+        Stdin::Null => {}
+        Stdin::Block(block) => {
+            let _ = write_block(&mut tx, &block, true, &unsent).await;
+        }
+        Stdin::RoundRobin(slot) => {
+            let mut first = true;
+            let none = AtomicU64::new(u64::MAX);
+            while let Some(block) = slot.next().await {
+                let written = write_block(&mut tx, &block, first, &none).await;
+                slot.done_one();
+                if written.is_err() {
+                    break;
+                }
+                first = false;
+            }
+        }
+        Stdin::Part(part) => {
+            for (offset, len) in part.ranges {
+                let mut offset = offset as libc::loff_t;
+                let mut left = len as usize;
+                while left > 0 {
+                    if tx.writable().await.is_err() {
+                        return;
+                    }
+                    let spliced = tx.try_io(|| {
+                        // SAFETY: splice(2) between two descriptors we own,
+                        // with a valid offset pointer.
+                        let n = unsafe {
+                            libc::splice(
+                                part.file.as_raw_fd(),
+                                &mut offset,
+                                tx.as_raw_fd(),
+                                std::ptr::null_mut(),
+                                left.min(1 << 20),
+                                libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
+                            )
+                        };
+                        if n < 0 {
+                            Err(std::io::Error::last_os_error())
+                        } else {
+                            Ok(n as usize)
+                        }
+                    });
+                    match spliced {
+                        Ok(0) => return,
+                        Ok(n) => {
+                            left -= n;
+                            unsent.fetch_sub(n as u64, Ordering::SeqCst);
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(_) => return,
+                    }
+                }
+            }
+        }
+    }
+    let _ = tx.shutdown().await;
+}
+
+async fn write_block(
+    tx: &mut tokio::net::unix::pipe::Sender,
+    block: &Block,
+    with_header: bool,
+    unsent: &AtomicU64,
+) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let parts: [&[u8]; 2] = [if with_header { &block.header } else { &[] }, &block.data];
+    for mut part in parts {
+        while !part.is_empty() {
+            let n = tx.write(part).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            part = &part[n..];
+            unsent.fetch_sub(n as u64, Ordering::SeqCst);
+        }
+    }
+    Ok(())
+}
+
+/// Makes the named pipe `path`.
+fn make_fifo(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: mkfifo with a valid NUL-terminated path.
+    if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `--fifo`: writes the block into the named pipe once the job opens it
+/// for reading (opening for writing cannot succeed before that); gives up
+/// when `done` is set (the job ended without opening it). Closing it then
+/// gives the job end-of-file.
+fn feed_fifo(path: PathBuf, source: Stdin, done: Arc<AtomicBool>, unsent: Arc<AtomicU64>) {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut wait = Duration::from_micros(200);
+    let mut file = loop {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&path)
+        {
+            Ok(file) => break file,
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+                // No reader yet.
+                if done.load(Ordering::SeqCst) {
+                    return;
+                }
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(Duration::from_millis(20));
+            }
+            Err(_) => return,
+        }
+    };
+    // Blocking writes from here: the job reads at its pace; if it goes
+    // away, the write fails (EPIPE) and the block is dropped.
+    // SAFETY: fcntl on a descriptor we own.
+    unsafe {
+        let flags = libc::fcntl(file.as_raw_fd(), libc::F_GETFL);
+        libc::fcntl(file.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK);
+    }
+    match source {
+        Stdin::Block(block) => {
+            for part in [&block.header[..], &block.data[..]] {
+                if file.write_all(part).is_err() {
+                    return;
+                }
+                unsent.fetch_sub(part.len() as u64, Ordering::SeqCst);
+            }
+        }
+        Stdin::Part(part) => {
+            for &(offset, len) in &part.ranges {
+                if copy_range(&part.file, offset, len, &mut file, &unsent).is_err() {
+                    return;
+                }
+            }
+        }
+        Stdin::Null | Stdin::RoundRobin(_) => {}
+    }
+}
+
+/// An unlinked temporary file holding `text`, read from the start.
+fn spool_with(text: &str) -> Option<File> {
+    let mut f = tempfile::tempfile().ok()?;
+    f.write_all(text.as_bytes()).ok()?;
+    f.seek(SeekFrom::Start(0)).ok()?;
+    Some(f)
 }
 
 /// Prints `text` on stdout now, each line prefixed with `tag`.
@@ -644,16 +1032,32 @@ fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
-/// GNU parallel's `--term-seq` shortened: SIGTERM to the whole group, then
-/// SIGKILL if it is still there 200 ms later.
+/// Stops a job's process group as `--term-seq` says: each signal, then a
+/// wait of at most its time for the job to end; the sequence goes on while
+/// any process of the group is left.
 async fn terminate_group(
     pid: i32,
     child: &mut spawn::Process,
+    seq: &TermSeq,
 ) -> std::io::Result<std::process::ExitStatus> {
-    signal_group(pid, libc::SIGTERM);
-    match tokio::time::timeout(Duration::from_millis(200), child.wait()).await {
-        Ok(status) => status,
-        Err(_) => {
+    let mut status = None;
+    for &(signal, wait) in &seq.0 {
+        signal_group(pid, signal);
+        if status.is_none() {
+            if let Ok(s) = tokio::time::timeout(wait, child.wait()).await {
+                status = Some(s);
+            }
+        } else {
+            tokio::time::sleep(wait).await;
+        }
+        if status.is_some() && !group_exists(pid) {
+            break;
+        }
+    }
+    match status {
+        Some(status) => status,
+        None => {
+            // The sequence ended without a KILL that took: make sure.
             signal_group(pid, libc::SIGKILL);
             child.wait().await
         }

@@ -15,6 +15,7 @@ mod job;
 mod joblog;
 mod leftovers;
 mod output;
+mod pipe;
 mod plan;
 mod quote;
 mod results;
@@ -23,6 +24,7 @@ mod shell;
 mod spawn;
 mod starter;
 mod template;
+mod termseq;
 
 use std::io::Write;
 use std::process::ExitCode;

@@ -11,15 +11,17 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
-use crate::batch::{Batcher, Batching, LengthCheck, Made};
-use crate::flags::{Halt, HiArgs, OutputMode, ResultsSpec, Resume};
+use crate::batch::{Batcher, Batching, JobArgs, LengthCheck, Made};
+use crate::flags::{Halt, HiArgs, OutputMode, PipeSetup, ResultsSpec, Resume};
+use crate::input::Value;
 use crate::job::{Capture, JobConfig, JobEnv};
 use crate::joblog::{Fingerprint, Joblog, Skip};
 use crate::leftovers;
 use crate::output::{Destination, Printer};
+use crate::pipe::Feed;
 use crate::results::{ResultFiles, Table};
 use crate::spawn;
-use crate::starter::Starter;
+use crate::starter::{PipeSource, Starter};
 use crate::template::Evaluator;
 
 /// The jobs to run, in input order: each one's `{#}` and arguments (or why
@@ -123,6 +125,7 @@ impl Plan {
         let total_jobs = args.total_jobs;
         let bar = progress_bar(&args, total_jobs.saturating_sub(skip.len() as u64));
         let capture = match args.output {
+            _ if args.files => Capture::Files,
             OutputMode::Group => Capture::Spool,
             OutputMode::LineBuffer if args.results.is_none() => Capture::Lines,
             OutputMode::LineBuffer => Capture::Spool,
@@ -153,10 +156,64 @@ impl Plan {
                 tmpdir,
                 tmpdir_option: args.tmpdir.clone(),
                 jobs: args.jobs,
+                term_seq: args.term_seq.clone(),
+                nice: args.nice,
+                shell_quote: args.shell_quote,
+                block_file: args.block_file,
             })
             .context("cannot open /dev/null")?,
         );
-        let starter = Arc::new(Starter::new(&args, eval.clone(), env.clone()));
+        let mut args = args;
+        let (pipe, pipe_jobs) = match args.pipe.take() {
+            None => (None, None),
+            Some(setup) => {
+                let arg = if args.block_file.is_some() {
+                    "$PARALLEL_TMP"
+                } else {
+                    ""
+                };
+                let job = move |seq: u64| -> (u64, Made) {
+                    (
+                        seq,
+                        Ok(JobArgs {
+                            seq,
+                            args: vec![Some(Value::from(arg))],
+                            widths: vec![1],
+                            values: None,
+                        }),
+                    )
+                };
+                match setup {
+                    PipeSetup::Stream {
+                        reading,
+                        round_robin: false,
+                    } => {
+                        let feed = Feed::start(reading);
+                        let ended = feed.clone();
+                        // A job per block; after the input ends, jobs made
+                        // while it was being read find no block and do not
+                        // run, and no more are made.
+                        let jobs: Jobs =
+                            Box::new((1..).map(job).take_while(move |_| !ended.is_ended()));
+                        (Some(PipeSource::Blocks(feed)), Some(jobs))
+                    }
+                    PipeSetup::Stream {
+                        reading,
+                        round_robin: true,
+                    } => {
+                        let feed = Feed::start(reading);
+                        tokio::spawn(feed.clone().dispatch(args.jobs));
+                        let jobs: Jobs = Box::new((1..=args.jobs as u64).map(job));
+                        (Some(PipeSource::RoundRobin(feed)), Some(jobs))
+                    }
+                    PipeSetup::Parts(parts) => {
+                        let jobs: Jobs = Box::new((1..=parts.len() as u64).map(job));
+                        (Some(PipeSource::Parts(parts)), Some(jobs))
+                    }
+                }
+            }
+        };
+        let starter = Arc::new(Starter::new(&args, eval.clone(), env.clone(), pipe));
         let length = match args.batching {
             Batching::Length { .. } => Some(LengthCheck {
                 model: args.length.clone(),
@@ -165,20 +222,25 @@ impl Plan {
             }),
             Batching::Count(_) => None,
         };
-        let records = Arc::new(args.inputs).records();
-        let batcher = Batcher::new(
-            Box::new(records),
-            args.batching,
-            args.no_args,
-            length,
-            args.jobs,
-        );
-        let jobs: Jobs = Box::new(
-            batcher
-                .enumerate()
-                .map(|(i, made)| (i as u64 + 1, made))
-                .filter(move |(seq, _)| !skip.contains(seq)),
-        );
+        let jobs: Jobs = match pipe_jobs {
+            Some(jobs) => jobs,
+            None => {
+                let records = Arc::new(args.inputs).records();
+                let batcher = Batcher::new(
+                    Box::new(records),
+                    args.batching,
+                    args.no_args,
+                    length,
+                    args.jobs,
+                );
+                Box::new(
+                    batcher
+                        .enumerate()
+                        .map(|(i, made)| (i as u64 + 1, made))
+                        .filter(move |(seq, _)| !skip.contains(seq)),
+                )
+            }
+        };
         Ok(Plan {
             jobs,
             limit: args.jobs,
@@ -243,7 +305,7 @@ fn open_joblog(args: &HiArgs) -> anyhow::Result<(Option<Joblog>, Skip)> {
 }
 
 fn progress_bar(args: &HiArgs, total: u64) -> Option<ProgressBar> {
-    let template = match (args.bar, args.eta) {
+    let template = match (args.bar, args.eta || args.progress) {
         (false, false) => return None,
         (true, true) => "{percent:>3}% {wide_bar} {pos}/{len} ETA {eta}",
         (true, false) => "{percent:>3}% {wide_bar} {pos}/{len}",

@@ -135,6 +135,8 @@ pub(crate) struct Row {
     pub(crate) start: f64,
     /// `JobRuntime`, seconds.
     pub(crate) runtime: f64,
+    /// `Send`.
+    pub(crate) sent: u64,
     /// `Receive`.
     pub(crate) received: u64,
     /// `Exitval`.
@@ -209,11 +211,12 @@ impl Table {
                     .collect();
                 line.push_str(&format!(
                     "{{ \"Seq\": {}, \"Host\": \":\", \"Starttime\": {:.3}, \"JobRuntime\": {:.3}, \
-                     \"Send\": 0, \"Receive\": {}, \"Exitval\": {}, \"Signal\": {}, \"Command\": \"{}\", \
+                     \"Send\": {}, \"Receive\": {}, \"Exitval\": {}, \"Signal\": {}, \"Command\": \"{}\", \
                      \"V\": [ {} ], \"Stdout\": \"{}\", \"Stderr\": \"{}\" }}\n",
                     row.seq,
                     row.start,
                     row.runtime,
+                    row.sent,
                     row.received,
                     row.exitval,
                     row.signal,
@@ -261,7 +264,7 @@ impl Table {
                     ":".to_owned(),
                     format!("{:.3}", row.start),
                     format!("{:.3}", row.runtime),
-                    "0".to_owned(),
+                    row.sent.to_string(),
                     row.received.to_string(),
                     row.exitval.to_string(),
                     row.signal.to_string(),

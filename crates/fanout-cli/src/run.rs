@@ -22,9 +22,6 @@ use crate::results::{ResultFiles, Row};
 use crate::spawn;
 use crate::starter::{self, Ran};
 
-/// How long jobs get between SIGTERM and SIGKILL when the run stops.
-const GRACE: Duration = Duration::from_millis(200);
-
 /// GNU parallel's exit code for an error of the tool itself.
 pub(crate) const TOOL_ERROR: i32 = 255;
 
@@ -197,6 +194,12 @@ impl Run {
         // A job killed because the run is stopping did not complete: it is
         // neither counted nor journaled, and a resume runs it again.
         let mut ran = ran;
+        if ran.job.last.virgin {
+            // A --round-robin job that got no block: counted, not printed
+            // or journaled, as in GNU parallel.
+            self.tally.add(ran.job.is_success());
+            return self.never_started(seq);
+        }
         if !ran.job.last.aborted {
             self.complete(&mut ran.job);
         }
@@ -270,6 +273,7 @@ impl Run {
             seq: job.spec.seq,
             start: job.last.start_secs(),
             runtime: job.last.runtime.as_secs_f64(),
+            sent: job.last.sent,
             received: job.last.received,
             exitval: job.last.exitval,
             signal: job.last.signal,
@@ -333,11 +337,13 @@ impl Run {
     }
 }
 
-/// Why the run stopped starting jobs, and when the running ones, already
-/// sent SIGTERM, get SIGKILL.
+/// Why the run stopped starting jobs, and when the running ones get the
+/// next signal of `--term-seq`.
 struct Stopping {
     why: Option<EndReason>,
     kill_at: Option<Instant>,
+    /// The `--term-seq` steps not taken yet.
+    steps: std::collections::VecDeque<(i32, Duration)>,
     env: Arc<JobEnv>,
     /// Whether the engine has been told to start no more jobs.
     cancelled: bool,
@@ -350,6 +356,7 @@ impl Stopping {
         Stopping {
             why: None,
             kill_at: None,
+            steps: std::collections::VecDeque::new(),
             env,
             cancelled: false,
             halted_now: false,
@@ -368,13 +375,30 @@ impl Stopping {
         self.why.get_or_insert(why);
     }
 
-    /// Starts no new job and terminates the running ones' process groups:
-    /// SIGTERM now, SIGKILL after [`GRACE`].
+    /// Starts no new job and terminates the running ones' process groups
+    /// with the `--term-seq` signals, one step at a time.
     fn now(&mut self, why: EndReason) {
         self.why.get_or_insert(why);
-        self.env.stopping.store(true, Ordering::SeqCst);
-        self.kill_all(libc::SIGTERM);
-        self.kill_at.get_or_insert_with(|| Instant::now() + GRACE);
+        if self.env.stopping.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        self.steps = self.env.config.term_seq.0.iter().copied().collect();
+        self.next_step();
+    }
+
+    /// Sends the next `--term-seq` signal and schedules the one after; the
+    /// last step is followed by SIGKILL, so that nothing survives.
+    fn next_step(&mut self) {
+        match self.steps.pop_front() {
+            Some((signal, wait)) => {
+                self.kill_all(signal);
+                self.kill_at = Some(Instant::now() + wait);
+            }
+            None => {
+                self.kill_all(libc::SIGKILL);
+                self.kill_at = None;
+            }
+        }
     }
 
     /// SIGINT or SIGTERM: stop now; a second one kills at once.
@@ -405,10 +429,9 @@ impl Stopping {
         }
     }
 
-    /// The grace is over: SIGKILL to every running job's process group.
+    /// A `--term-seq` wait is over: the next signal.
     fn kill_now(&mut self) {
-        self.kill_all(libc::SIGKILL);
-        self.kill_at = None;
+        self.next_step();
     }
 
     /// Reaps exited children that are not jobs (fanout is PID 1).
@@ -430,6 +453,7 @@ fn record_of(job: &Finished) -> JobRecord {
         seq: job.spec.seq,
         start: job.last.start_secs(),
         runtime: job.last.runtime.as_secs_f64(),
+        sent: job.last.sent,
         received: job.last.received,
         exitval: job.last.exitval,
         signal: job.last.signal,

@@ -29,6 +29,9 @@ use std::time::Duration;
 
 use tokio::io::unix::AsyncFd;
 
+/// [`ChildArgs::nice`] when the job keeps fanout's niceness.
+const KEEP_NICENESS: c_int = c_int::MIN;
+
 /// Bytes of stack for the child between `clone` and `execve`.
 const STACK_SIZE: usize = 64 * 1024;
 
@@ -124,6 +127,8 @@ struct ChildArgs {
     signals: *const SignalPlan,
     /// The open-files limit to restore, if fanout raised it.
     nofile: *const libc::rlimit,
+    /// `--nice`: the niceness to set, or [`KEEP_NICENESS`].
+    nice: c_int,
     /// Set by the child when `execve` failed (errno).
     error: c_int,
 }
@@ -224,7 +229,8 @@ impl Drop for Process {
 /// Starts `path` with `argv` and `env`, stdin, stdout and stderr on the
 /// given descriptors, in a new process group, with `PR_SET_PDEATHSIG` =
 /// SIGKILL, the signal dispositions and open-files limit fanout's caller
-/// gave fanout, and an empty signal mask. A file without `#!` that the
+/// gave fanout, the niceness `nice` (if given, as `setpriority` sets it),
+/// and an empty signal mask. A file without `#!` that the
 /// kernel refuses (ENOEXEC) runs with `/bin/sh FILE ARGS…`, as `execvp`
 /// does. `stack` is reused between calls.
 ///
@@ -238,6 +244,7 @@ pub(crate) fn spawn(
     argv: &[CString],
     env: &[&CStr],
     fds: [RawFd; 3],
+    nice: Option<i32>,
     stack: &mut Vec<u8>,
 ) -> io::Result<Process> {
     let signals = SignalPlan::current();
@@ -258,6 +265,7 @@ pub(crate) fn spawn(
         parent: std::process::id() as libc::pid_t,
         signals: &*signals,
         nofile: nofile.map_or(std::ptr::null(), |l| l as *const libc::rlimit),
+        nice: nice.unwrap_or(KEEP_NICENESS),
         error: 0,
     };
     if stack.len() < STACK_SIZE {
@@ -487,6 +495,11 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
         }
         if !args.nofile.is_null() {
             libc::setrlimit(libc::RLIMIT_NOFILE, args.nofile);
+        }
+        if args.nice != KEEP_NICENESS {
+            // As GNU parallel's child does; a failure (raising priority
+            // without the right) leaves the niceness as it was.
+            libc::setpriority(libc::PRIO_PROCESS, 0, args.nice);
         }
         if libc::setpgid(0, 0) != 0 {
             return fail(args);

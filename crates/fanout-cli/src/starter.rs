@@ -14,6 +14,7 @@ use crate::batch::{JobArgs, Made};
 use crate::flags::HiArgs;
 use crate::job::{self, Finished, JobEnv, JobSpec};
 use crate::output::BacklogTicket;
+use crate::pipe::{Feed, Part, Stdin};
 use crate::spawn;
 use crate::template::{Evaluator, LengthModel, Template};
 
@@ -75,6 +76,19 @@ pub(crate) struct Starter {
     no_new_starts: AtomicBool,
     /// `--delay`, and when the next job may start.
     delay: Option<(Duration, Mutex<tokio::time::Instant>)>,
+    /// `--pipe`, `--pipepart`: where jobs' standard input comes from.
+    pipe: Option<PipeSource>,
+}
+
+/// Where `--pipe` jobs get their blocks.
+#[derive(Debug)]
+pub(crate) enum PipeSource {
+    /// Job `N` takes block `N`.
+    Blocks(Arc<Feed>),
+    /// Every job takes blocks until the input ends.
+    RoundRobin(Arc<Feed>),
+    /// Job `N` gets part `N` of the files.
+    Parts(Vec<Part>),
 }
 
 impl std::fmt::Debug for Starter {
@@ -85,7 +99,12 @@ impl std::fmt::Debug for Starter {
 
 impl Starter {
     /// A starter for the jobs `args` describes.
-    pub(crate) fn new(args: &HiArgs, eval: Arc<Mutex<Evaluator>>, env: Arc<JobEnv>) -> Starter {
+    pub(crate) fn new(
+        args: &HiArgs,
+        eval: Arc<Mutex<Evaluator>>,
+        env: Arc<JobEnv>,
+        pipe: Option<PipeSource>,
+    ) -> Starter {
         let fd_budget = spawn::raise_open_files_limit().saturating_sub(64 + 2 * args.jobs) / 2;
         let backlog_limit = fd_budget.clamp(args.jobs.max(1), (args.jobs * 16).max(1024));
         let results = match &args.results {
@@ -114,6 +133,7 @@ impl Starter {
             delay: args
                 .delay
                 .map(|d| (d, Mutex::new(tokio::time::Instant::now()))),
+            pipe,
         }
     }
 
@@ -130,6 +150,9 @@ impl Starter {
     /// backlog place.
     pub(crate) fn refuse_new(&self) {
         self.no_new_starts.store(true, Ordering::SeqCst);
+        if let Some(PipeSource::Blocks(feed) | PipeSource::RoundRobin(feed)) = &self.pipe {
+            feed.stop();
+        }
     }
 
     /// The job `seq`: `NotStarted` if the run stopped before it could start.
@@ -170,11 +193,24 @@ impl Starter {
                 };
                 tokio::time::sleep_until(at).await;
             }
+            let stdin = match &self.pipe {
+                None => Stdin::Null,
+                Some(PipeSource::Blocks(feed)) => match feed.take(seq).await {
+                    Some(block) => Stdin::Block(block),
+                    // The input ended before this job's turn: it never runs.
+                    None => return Ok(JobEnd::NotStarted),
+                },
+                Some(PipeSource::RoundRobin(feed)) => Stdin::RoundRobin(feed.register(seq)),
+                Some(PipeSource::Parts(parts)) => match parts.get((seq - 1) as usize) {
+                    Some(part) => Stdin::Part(part.clone()),
+                    None => return Ok(JobEnd::NotStarted),
+                },
+            };
             if self.no_new_starts.load(Ordering::SeqCst) {
                 return Ok(JobEnd::NotStarted);
             }
             let slot = self.take_slot();
-            let spec = match self.spec(job, slot) {
+            let spec = match self.spec(job, slot, stdin) {
                 Ok(spec) => spec,
                 Err(e) => {
                     self.give_back(slot);
@@ -209,7 +245,7 @@ impl Starter {
     }
 
     /// Renders the job's command, tag, results name and filters.
-    fn spec(&self, job: JobArgs, slot: usize) -> anyhow::Result<JobSpec> {
+    fn spec(&self, job: JobArgs, slot: usize, stdin: Stdin) -> anyhow::Result<JobSpec> {
         let JobArgs {
             seq,
             args,
@@ -276,6 +312,7 @@ impl Starter {
             tag,
             results,
             skip,
+            stdin,
         })
     }
 }

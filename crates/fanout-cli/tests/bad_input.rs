@@ -59,7 +59,7 @@ fn bad_flag_values_are_refused_before_any_job_starts() {
         &["--halt", "now,fail=0", "CMD", ":::", "a"],
         "--halt",
     );
-    refuses(dir.path(), &["-j", "0", "CMD", ":::", "a"], "-j");
+    refuses(dir.path(), &["-j", "-9999", "CMD", ":::", "a"], "-j");
     refuses(dir.path(), &["-j", "many", "CMD", ":::", "a"], "-j");
     refuses(
         dir.path(),
@@ -104,11 +104,7 @@ fn gnu_parallel_options_fanout_lacks_are_refused_by_name() {
         &["--sshlogin", "host", "CMD", ":::", "a"],
         "--sshlogin",
     );
-    refuses(
-        dir.path(),
-        &["--pipepart", "CMD", ":::", "a"],
-        "--pipe-part",
-    );
+    refuses(dir.path(), &["--tee", "CMD", ":::", "a"], "--tee");
     refuses(dir.path(), &["--tmux", "CMD", ":::", "a"], "--tmux");
     // An abbreviation GNU parallel finds ambiguous is refused too.
     refuses(dir.path(), &["--pi", "CMD", ":::", "a"], "ambiguous");

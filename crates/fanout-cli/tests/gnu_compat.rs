@@ -707,3 +707,160 @@ fn halt_now_prints_nothing_after_the_halt_like_gnu_parallel() {
         false,
     );
 }
+
+#[test]
+fn pipe_blocks_match_gnu_parallel() {
+    let input: String = (1..=20000).map(|i| format!("{i}\n")).collect();
+    let input = input.as_bytes();
+    for opts in [
+        &["--pipe", "--block", "10k", "wc"][..],
+        &["--pipe", "-N333", "wc"],
+        &["--pipe", "-L7", "--block", "1k", "wc"],
+        &["--pipe", "--recend", "", "--block", "4k", "md5sum"],
+        &["--pipe", "--block", "10k", "--cat", "wc -l < {}"],
+        &["--pipe", "--block", "10k", "--fifo", "wc -l < {}"],
+        &["--pipe", "--block", "3k", "-v", "echo {#}; wc -c"],
+        &["--pipe", "--skip-first-line", "-N5000", "head -1"],
+        &["--pipe", "--header", "2", "-N4000", "head -3"],
+    ] {
+        let mut args = vec!["-k"];
+        args.extend(opts);
+        same_as_gnu(&args, input, false);
+    }
+    let records = b"/foo, bar/, /baz, qux/,\n";
+    for opts in [
+        &[
+            "-N1",
+            "--recend",
+            ", ",
+            "--pipe",
+            "echo JOB{#}; cat; echo END",
+        ][..],
+        &[
+            "-N1",
+            "--recstart",
+            "/",
+            "--pipe",
+            "echo JOB{#}; cat; echo END",
+        ],
+        &[
+            "-N1",
+            "--recend",
+            ", ",
+            "--recstart",
+            "/",
+            "--rrs",
+            "--pipe",
+            "echo JOB{#}; cat; echo END",
+        ],
+    ] {
+        let mut args = vec!["-k"];
+        args.extend(opts);
+        same_as_gnu(&args, records, false);
+    }
+    same_as_gnu(
+        &[
+            "-k",
+            "-N1",
+            "--regexp",
+            "--recend",
+            ",_+",
+            "--pipe",
+            "echo JOB{#}; cat; echo END",
+        ],
+        b"foo,bar,_baz,__qux,\n",
+        false,
+    );
+    // GNU parallel's --cat cleanup loses the command's exit status unless
+    // the command exits the shell itself.
+    same_as_gnu(
+        &["-k", "--pipe", "-N1", "--cat", "cat {}; false"],
+        b"a\nb\n",
+        false,
+    );
+    same_as_gnu(
+        &["-k", "--pipe", "-N1", "--cat", "cat {}; exit 3"],
+        b"a\nb\n",
+        false,
+    );
+    // Round robin: blocks go to the jobs in turn; jobs that got none are
+    // counted but not printed.
+    same_as_gnu(
+        &["--pipe", "-j3", "--round-robin", "echo job; cat; exit 3"],
+        b"a\n",
+        false,
+    );
+    same_as_gnu(
+        &[
+            "-k",
+            "--pipe",
+            "-j2",
+            "--round-robin",
+            "--block",
+            "10k",
+            "wc",
+        ],
+        input,
+        true,
+    );
+    // A job that does not read all of its block is killed by SIGPIPE (GNU
+    // parallel's writer dies), and counts as failed.
+    same_as_gnu(
+        &["-k", "--pipe", "--block", "100k", "head -1"],
+        input,
+        false,
+    );
+}
+
+#[test]
+fn pipepart_splits_files_like_gnu_parallel() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("big");
+    let text: String = (1..=50000).map(|i| format!("line {i}\n")).collect();
+    std::fs::write(&file, text).unwrap();
+    let file = file.to_str().unwrap();
+    same_as_gnu(
+        &["-k", "--pipepart", "-a", file, "--block", "33k", "wc"],
+        b"",
+        false,
+    );
+    same_as_gnu(
+        &["-k", "-j3", "--pipepart", "-a", file, "--block", "-2", "wc"],
+        b"",
+        false,
+    );
+    same_as_gnu(
+        &["-k", "--pipepart", "--block", "100k", "wc", "::::", file],
+        b"",
+        false,
+    );
+    same_as_gnu(
+        &[
+            "-k",
+            "--pipepart",
+            "-a",
+            file,
+            "--block",
+            "100k",
+            "--cat",
+            "wc -l < {}",
+        ],
+        b"",
+        false,
+    );
+    same_as_gnu(
+        &[
+            "-k",
+            "--pipepart",
+            "-a",
+            file,
+            "--header",
+            "1",
+            "--block",
+            "100k",
+            "head -2",
+        ],
+        b"",
+        false,
+    );
+}

@@ -16,8 +16,11 @@ use super::lowargs::{self, LowArgs, ParseError, RawSource, SourceKind};
 use crate::batch::Batching;
 use crate::cpus::Cpus;
 use crate::input::{Inputs, ReadRules, SourceDecl, SourceSpec};
+use crate::job::BlockFile;
+use crate::pipe::{Cutting, Part, Reading, Separators};
 use crate::shell::Shell;
 use crate::template::{usable_line_length, Compiler, LengthModel, Parens, Rpls, Template, Trim};
+use crate::termseq::TermSeq;
 
 /// The GNU parallel version whose behaviour fanout follows.
 pub(crate) const GNU_VERSION: u32 = 20221122;
@@ -147,6 +150,35 @@ pub(crate) struct HiArgs {
     pub(crate) has_header: bool,
     /// `$PARALLEL_ENV`: shell code run before every command.
     pub(crate) parallel_env: Option<String>,
+    /// `--term-seq`.
+    pub(crate) term_seq: TermSeq,
+    /// `--nice`.
+    pub(crate) nice: Option<i32>,
+    /// `--shell-quote`: how many times to quote each command, which then
+    /// is printed instead of run.
+    pub(crate) shell_quote: u32,
+    /// `--files`: stdout saved in files whose names are printed.
+    pub(crate) files: bool,
+    /// `--progress`.
+    pub(crate) progress: bool,
+    /// `--pipe`, `--pipepart`: where the jobs' blocks come from.
+    pub(crate) pipe: Option<PipeSetup>,
+    /// `--cat`, `--fifo`.
+    pub(crate) block_file: Option<BlockFile>,
+}
+
+/// Where `--pipe` and `--pipepart` blocks come from.
+#[derive(Debug)]
+pub(crate) enum PipeSetup {
+    /// Standard input, cut as it is read.
+    Stream {
+        /// How it is cut.
+        reading: Reading,
+        /// `--round-robin`.
+        round_robin: bool,
+    },
+    /// Parts of the `-a` files, one per job.
+    Parts(Vec<Part>),
 }
 
 /// What parsing the arguments asks `main` to do.
@@ -206,10 +238,34 @@ impl HiArgs {
 
     fn from_low(low: LowArgs) -> anyhow::Result<HiArgs> {
         let cpus = Cpus::detect();
-        let jobs = match &low.jobs {
-            Some(spec) => parse_jobs(spec, cpus.threads)?,
-            None => cpus.threads,
+        let ncpus = if low.use_sockets {
+            cpus.sockets
+        } else if low.use_cores {
+            cpus.cores
+        } else {
+            cpus.threads
         };
+        let jobs = match &low.jobs {
+            Some(spec) => parse_jobs(spec, ncpus)?,
+            None => ncpus,
+        };
+        for login in &low.sshlogin {
+            if login.split(',').any(|l| l.trim() != ":") {
+                bail!("GNU parallel's --sshlogin (-S) {login:?} is not supported by fanout: remote execution is not supported (only ':', this machine)");
+            }
+        }
+        let term_seq = match &low.term_seq {
+            Some(spec) => TermSeq::parse(spec)?,
+            None => TermSeq::default(),
+        };
+        let nice = low
+            .nice
+            .as_deref()
+            .map(|n| {
+                n.parse::<i32>()
+                    .with_context(|| format!("bad --nice {n:?}: give a niceness from -20 to 19"))
+            })
+            .transpose()?;
         let halt = match &low.halt {
             Some(spec) => Halt::parse(spec)?,
             None => None,
@@ -258,8 +314,27 @@ impl HiArgs {
             .unwrap_or_else(|| "::::".to_owned());
         let (mut command, sources) =
             lowargs::split_separators(low.command.clone(), &arg_sep, &file_sep);
-        let decls = source_decls(&low.arg_files, sources)?;
+        let streaming = (low.pipe || low.cat || low.fifo) && !low.pipe_part;
+        let piping = streaming || low.pipe_part;
         let rules = read_rules(&low)?;
+        let (decls, pipe) = if piping {
+            let pipe = pipe_setup(&low, &sources, jobs)?;
+            (Vec::new(), Some(pipe))
+        } else {
+            (source_decls(&low.arg_files, sources)?, None)
+        };
+        if streaming && (low.bar || low.eta || low.shuf || low.progress) {
+            bail!("--pipe is incompatible with --eta/--bar/--shuf");
+        }
+        if streaming && halt.as_ref().is_some_and(Halt::is_percentage) {
+            bail!("--pipe is incompatible with --halt ...%: the number of jobs is not known in advance");
+        }
+        if piping && resume != Resume::Off {
+            bail!("--resume with --pipe or --pipepart is not supported by fanout");
+        }
+        if piping && low.print_commands > 1 {
+            bail!("-vv with --pipe or --pipepart is not supported by fanout: it would show GNU parallel's internal wrapper commands");
+        }
         let mut raw = Inputs::load(&decls, &rules)?;
 
         // --header: the first record of each source names its columns.
@@ -275,7 +350,7 @@ impl HiArgs {
             Some(p) => Parens::parse(p)?,
             None => Parens::default(),
         };
-        if let Some(header) = &low.header {
+        if let Some(header) = low.header.as_ref().filter(|_| !piping) {
             let split = compile_regex(colsep_text.as_deref().unwrap_or("\t"), "--colsep")?;
             if header != "0" {
                 for source in &mut raw {
@@ -396,14 +471,24 @@ impl HiArgs {
         };
 
         // Templates.
+        let block_file = if low.cat {
+            Some(BlockFile::Cat)
+        } else if low.fifo {
+            Some(BlockFile::Fifo)
+        } else {
+            None
+        };
         let mut compiler = Compiler {
             rpls,
             parens: parens.clone(),
             exprs: Default::default(),
             context,
+            unquoted: block_file.is_some(),
         };
-        let template =
-            compiler.command(&command, true, low.quote, &|name| shell.has_function(name))?;
+        let append = !piping || block_file.is_some();
+        let template = compiler.command(&command, append, low.quote, &|name| {
+            shell.has_function(name)
+        })?;
         let tag = match (&tagstring, low.tag) {
             (Some(t), _) => Some(compiler.text(&unquote_printf(t))?),
             (None, true) => Some(compiler.text(&format!("{}{}", parens.left, parens.right))?),
@@ -431,7 +516,14 @@ impl HiArgs {
             }
         }
 
-        let records = inputs.record_count();
+        let records = match &pipe {
+            Some(PipeSetup::Parts(parts)) => parts.len() as u64,
+            Some(PipeSetup::Stream {
+                round_robin: true, ..
+            }) => jobs as u64,
+            Some(PipeSetup::Stream { .. }) => 0,
+            None => inputs.record_count(),
+        };
         let per_job = match batching {
             Batching::Count(n) => n as u64,
             Batching::Length { max, .. } => max.unwrap_or(1) as u64,
@@ -453,6 +545,21 @@ impl HiArgs {
             }
         }
         let print_commands = low.print_commands > 0 && !low.silent;
+        let compressing =
+            low.compress || low.compress_program.is_some() || low.decompress_program.is_some();
+        if compressing && (low.files || matches!(results, Some(ResultsSpec::Files { .. }))) {
+            bail!("--compress with --files or --results DIR is not supported by fanout: GNU parallel would leave compressed output files");
+        }
+        // -j 0: as many jobs as there are, as far as file descriptors allow
+        // (each running job holds about three).
+        let jobs = if jobs == 0 {
+            let fds = crate::spawn::raise_open_files_limit().saturating_sub(64) / 3;
+            usize::try_from(total_jobs)
+                .unwrap_or(usize::MAX)
+                .clamp(1, fds.max(1))
+        } else {
+            jobs
+        };
         if low.no_run_if_empty && !low.xargs && !low.multiple && !low.context {
             // -r affects only reading (blank records are skipped).
         }
@@ -497,6 +604,13 @@ impl HiArgs {
             header_names,
             has_header,
             parallel_env,
+            term_seq,
+            nice,
+            shell_quote: u32::from(low.shell_quote),
+            files: low.files,
+            progress: low.progress,
+            pipe,
+            block_file,
         })
     }
 }
@@ -602,6 +716,239 @@ fn parallel_env() -> anyhow::Result<Option<String>> {
         value
     };
     Ok(Some(text.replace('\x01', "\n")))
+}
+
+/// `--pipe`/`--pipepart`: how blocks are cut, and for `--pipepart` the
+/// parts of the files.
+fn pipe_setup(low: &LowArgs, sources: &[RawSource], jobs: usize) -> anyhow::Result<PipeSetup> {
+    let separators = separators(low)?;
+    let records = match (&low.max_replace_args, &low.max_args) {
+        (Some(n), _) => Some(parse_count(n, "-N")?),
+        (None, Some(n)) => Some(parse_count(n, "-n")?),
+        (None, None) => None,
+    }
+    .filter(|&n| n > 0);
+    let lines = match (&low.lines, &low.max_lines) {
+        (Some(n), _) => Some(parse_count(n, "-L")?.max(1)),
+        (None, Some(n)) if n.is_empty() => Some(1),
+        (None, Some(n)) => Some(parse_count(n, "--max-lines")?.max(1)),
+        (None, None) => None,
+    };
+    let block_spec = low.block.clone().unwrap_or_else(|| "1M".to_owned());
+    let block = parse_size(&block_spec, "--block")?;
+    let header = match &low.header {
+        None => None,
+        Some(h) => {
+            let pattern = if h == ":" {
+                "(.*\\n)".to_owned()
+            } else if !h.is_empty() && h.bytes().all(|b| b.is_ascii_digit()) {
+                "(.*\\n)".repeat(h.parse().unwrap_or(0))
+            } else {
+                h.clone()
+            };
+            Some(
+                regex::bytes::Regex::new(&format!("\\A(?:{pattern})")).with_context(|| {
+                    format!("--header {h:?} is a regular expression fanout cannot use")
+                })?,
+            )
+        }
+    };
+    if low.pipe_part {
+        if low.round_robin {
+            bail!("--round-robin with --pipepart is not supported by fanout");
+        }
+        let mut files: Vec<String> = low.arg_files.clone();
+        for source in sources {
+            match source.kind {
+                SourceKind::Files => files.extend(source.words.iter().cloned()),
+                SourceKind::Args => {
+                    bail!("--pipepart with ::: arguments is not supported by fanout: give the files with -a or ::::")
+                }
+            }
+        }
+        if files.is_empty() {
+            bail!("--pipepart needs the file to split: give it with -a FILE");
+        }
+        let mut opened = Vec::new();
+        let mut total = 0u64;
+        for name in &files {
+            let file =
+                std::fs::File::open(name).with_context(|| format!("File not found: {name}"))?;
+            if !crate::pipe::is_seekable(&file) {
+                bail!("--pipepart only works on seekable files, not streams/pipes: {name} is not a seekable file");
+            }
+            total += file.metadata()?.len();
+            opened.push(file);
+        }
+        let block = if block < 0 {
+            // GNU parallel: -N means N parts per job slot.
+            1 + total / jobs.max(1) as u64 / block.unsigned_abs()
+        } else if low.block.is_none() {
+            1 + total / jobs.max(1) as u64 / 10
+        } else {
+            block as u64
+        };
+        let mut parts = Vec::new();
+        for file in opened {
+            let size = file.metadata()?.len();
+            let mut skip = 0u64;
+            if low.skip_first_line {
+                use std::os::unix::fs::FileExt;
+                let mut byte = [0u8];
+                while file.read_at(&mut byte, skip)? == 1 {
+                    skip += 1;
+                    if byte[0] == b'\n' {
+                        break;
+                    }
+                }
+            }
+            let header_len = match &header {
+                Some(re) => {
+                    use std::os::unix::fs::FileExt;
+                    let mut buf = vec![0; 1 << 20];
+                    let n = file.read_at(&mut buf, skip)?;
+                    re.find(&buf[..n]).map_or(0, |m| m.end() as u64)
+                }
+                None => 0,
+            };
+            let positions =
+                crate::pipe::part_positions(&file, size, block, skip + header_len, &separators)?;
+            let file = std::sync::Arc::new(file);
+            for pair in positions.windows(2) {
+                let mut ranges = Vec::new();
+                if header_len > 0 {
+                    ranges.push((skip, header_len));
+                }
+                ranges.push((pair[0], pair[1] - pair[0]));
+                parts.push(Part {
+                    file: file.clone(),
+                    ranges,
+                });
+            }
+        }
+        return Ok(PipeSetup::Parts(parts));
+    }
+    if !low.arg_files.is_empty() || !sources.is_empty() {
+        bail!("--pipe with input sources (:::, ::::, -a) is not supported by fanout: the blocks come from standard input");
+    }
+    let block = if block > (1 << 31) - 1 {
+        eprintln!("fanout: Warning: --blocksize >= 2G causes problems. Using 2G-1.");
+        (1 << 31) - 1
+    } else if block <= 0 {
+        bail!("bad --block {block_spec:?}: give a positive size, such as 1M");
+    } else {
+        block as usize
+    };
+    Ok(PipeSetup::Stream {
+        reading: Reading {
+            cutting: Cutting {
+                block,
+                separators,
+                records,
+                lines: if records.is_some() { None } else { lines },
+                skip_blank: low.no_run_if_empty,
+            },
+            header,
+            skip_first_line: low.skip_first_line,
+            remove_rec_sep: low.remove_rec_sep,
+        },
+        round_robin: low.round_robin,
+    })
+}
+
+/// GNU parallel's `recstartrecend`: the separators, as fixed strings with
+/// `\n`, `\t`, `\r`, `\0`, `\'`, `\"` and `\\` understood, or as
+/// regular expressions with `--regexp`.
+fn separators(low: &LowArgs) -> anyhow::Result<Separators> {
+    let (start, end) = match (&low.recstart, &low.recend) {
+        (Some(s), Some(e)) => (s.clone(), e.clone()),
+        (Some(s), None) => (s.clone(), String::new()),
+        (None, Some(e)) => (String::new(), e.clone()),
+        (None, None) => (String::new(), "\n".to_owned()),
+    };
+    if low.regexp {
+        let end = if end.is_empty() && low.recend.is_some() {
+            "(?s:.)".to_owned()
+        } else if low.recend.is_none() && low.recstart.is_none() {
+            "\n".to_owned()
+        } else {
+            end
+        };
+        let compile = |p: String| {
+            regex::bytes::Regex::new(&p).with_context(|| {
+                format!("--recstart/--recend {p:?} is a regular expression fanout cannot use")
+            })
+        };
+        return Ok(Separators::Regexp {
+            boundary: compile(format!("(?m)\\A((?:{end}))(?:{start})"))?,
+            start: compile(format!("(?m)\\A(?:{start})"))?,
+            end_text: end,
+            start_text: start,
+        });
+    }
+    let unescape = |s: &str| -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut chars = s.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c == '\\' {
+                let mapped = match chars.peek() {
+                    Some('0') => Some('\0'),
+                    Some('r') => Some('\r'),
+                    Some('n') => Some('\n'),
+                    Some('t') => Some('\t'),
+                    Some(q @ ('\'' | '"' | '\\')) => Some(*q),
+                    _ => None,
+                };
+                if let Some(m) = mapped {
+                    chars.next();
+                    let mut b = [0; 4];
+                    out.extend_from_slice(m.encode_utf8(&mut b).as_bytes());
+                    continue;
+                }
+            }
+            let mut b = [0; 4];
+            out.extend_from_slice(c.encode_utf8(&mut b).as_bytes());
+        }
+        out
+    };
+    let end = if low.recend.is_none() && low.recstart.is_none() {
+        b"\n".to_vec()
+    } else {
+        unescape(&end)
+    };
+    Ok(Separators::Fixed {
+        end,
+        start: unescape(&start),
+    })
+}
+
+/// A size with GNU parallel's unit suffixes (`k` = 1000, `K` = 1024, `m`,
+/// `M`, `g`, `G`, …), possibly negative or fractional.
+fn parse_size(spec: &str, flag: &str) -> anyhow::Result<i64> {
+    let bad = || anyhow::anyhow!("bad {flag} {spec:?}: give a size such as 1M, 100k or 4096");
+    let (number, unit) =
+        match spec.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+')) {
+            Some(at) => spec.split_at(at),
+            None => (spec, ""),
+        };
+    let n: f64 = number.parse().map_err(|_| bad())?;
+    let factor: f64 = match unit {
+        "" => 1.0,
+        "k" => 1e3,
+        "K" | "ki" | "Ki" => 1024.0,
+        "m" => 1e6,
+        "M" | "mi" | "Mi" => 1_048_576.0,
+        "g" => 1e9,
+        "G" | "gi" | "Gi" => 1_073_741_824.0,
+        "t" => 1e12,
+        "T" | "ti" | "Ti" => 1_099_511_627_776.0,
+        _ => return Err(bad()),
+    };
+    let value = n * factor;
+    if !value.is_finite() {
+        return Err(bad());
+    }
+    Ok(value as i64)
 }
 
 /// The input sources in GNU parallel's order: `-a` files first, then the
@@ -829,8 +1176,13 @@ fn parse_jobs(spec: &str, cpus: usize) -> anyhow::Result<usize> {
     } else {
         return Err(bad());
     };
+    if jobs == 0 && spec.bytes().all(|b| b.is_ascii_digit()) {
+        // GNU parallel's "as many as possible": decided once the number of
+        // jobs is known.
+        return Ok(0);
+    }
     if jobs <= 0 {
-        bail!("bad -j {spec:?}: at least one job must run at a time (GNU parallel's -j 0, \"as many as possible\", is not supported)");
+        bail!("bad -j {spec:?}: at least one job must run at a time");
     }
     Ok(jobs as usize)
 }
@@ -900,7 +1252,8 @@ mod tests {
         assert_eq!(parse_jobs("1%", 4).unwrap(), 1);
         assert_eq!(parse_jobs("+2", 4).unwrap(), 6);
         assert!(parse_jobs("-9", 4).is_err());
-        assert!(parse_jobs("0", 4)
+        assert_eq!(parse_jobs("0", 4).unwrap(), 0);
+        assert!(parse_jobs("-4", 4)
             .unwrap_err()
             .to_string()
             .contains("at least one job"));

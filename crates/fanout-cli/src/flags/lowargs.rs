@@ -422,6 +422,115 @@ pub(crate) struct LowArgs {
     #[arg(long = "max-line-length-allowed", alias = "maxlinelengthallowed")]
     pub(crate) max_line_length_allowed: bool,
 
+    /// Count CPU sockets instead of hardware threads for -j.
+    #[arg(
+        long = "use-sockets-instead-of-threads",
+        alias = "usesocketsinsteadofthreads"
+    )]
+    pub(crate) use_sockets: bool,
+
+    /// Count physical cores instead of hardware threads for -j.
+    #[arg(
+        long = "use-cores-instead-of-threads",
+        alias = "usecoresinsteadofthreads"
+    )]
+    pub(crate) use_cores: bool,
+
+    /// Accepted for GNU parallel compatibility (it changes only how remote
+    /// machines are counted).
+    #[arg(
+        long = "use-cpus-instead-of-cores",
+        alias = "usecpusinsteadofcores",
+        hide = true
+    )]
+    pub(crate) use_cpus: bool,
+
+    /// Print each command quoted for the shell instead of running it (twice
+    /// quotes twice).
+    #[arg(long = "shell-quote", aliases = ["shellquote", "shell_quote"], action = ArgAction::Count)]
+    pub(crate) shell_quote: u8,
+
+    /// Run the jobs with niceness N.
+    #[arg(long = "nice", value_name = "N", allow_hyphen_values = true)]
+    pub(crate) nice: Option<String>,
+
+    /// How a job is stopped: SIGNAL,MS,SIGNAL,MS,... [default:
+    /// TERM,200,TERM,100,TERM,50,KILL,25].
+    #[arg(long = "term-seq", alias = "termseq", value_name = "SEQ")]
+    pub(crate) term_seq: Option<String>,
+
+    /// Save each job's stdout in a file in the temporary directory and print
+    /// the file's name instead.
+    #[arg(long = "files", aliases = ["output-as-files", "outputasfiles"])]
+    pub(crate) files: bool,
+
+    /// Accepted for GNU parallel compatibility: fanout does not compress its
+    /// temporary files (refused with --files or --results DIR, where GNU
+    /// parallel's output files would be compressed).
+    #[arg(long = "compress", hide = true)]
+    pub(crate) compress: bool,
+
+    /// See --compress.
+    #[arg(long = "compress-program", aliases = ["use-compress-program", "usecompressprogram", "compressprogram"],
+          value_name = "PRG", hide = true)]
+    pub(crate) compress_program: Option<String>,
+
+    /// See --compress.
+    #[arg(long = "decompress-program", aliases = ["use-decompress-program", "usedecompressprogram", "decompressprogram"],
+          value_name = "PRG", hide = true)]
+    pub(crate) decompress_program: Option<String>,
+
+    /// Only ':' (this machine) is accepted: fanout runs jobs locally.
+    #[arg(short = 'S', long = "sshlogin", value_name = "LOGIN", action = ArgAction::Append)]
+    pub(crate) sshlogin: Vec<String>,
+
+    /// Show progress on stderr.
+    #[arg(long = "progress")]
+    pub(crate) progress: bool,
+
+    /// Split standard input into blocks of records, each given to a job on
+    /// its standard input.
+    #[arg(long = "pipe", alias = "spreadstdin")]
+    pub(crate) pipe: bool,
+
+    /// Like --pipe, on the files of -a (read by seeking, much faster).
+    #[arg(long = "pipe-part", alias = "pipepart")]
+    pub(crate) pipe_part: bool,
+
+    /// Size of a --pipe block [default: 1M]; with --pipepart, -N means N
+    /// blocks per job slot.
+    #[arg(long = "block-size", aliases = ["blocksize", "block"], value_name = "SIZE", allow_hyphen_values = true)]
+    pub(crate) block: Option<String>,
+
+    /// Records start with STR (--pipe).
+    #[arg(long = "recstart", value_name = "STR", allow_hyphen_values = true)]
+    pub(crate) recstart: Option<String>,
+
+    /// Records end with STR [default: \n] (--pipe).
+    #[arg(long = "recend", value_name = "STR", allow_hyphen_values = true)]
+    pub(crate) recend: Option<String>,
+
+    /// --recstart and --recend are regular expressions.
+    #[arg(long = "regexp", alias = "regex")]
+    pub(crate) regexp: bool,
+
+    /// Remove the record separators from the blocks.
+    #[arg(long = "remove-rec-sep", aliases = ["removerecsep", "rrs"])]
+    pub(crate) remove_rec_sep: bool,
+
+    /// Give blocks to -j long-running jobs in turn instead of a job per
+    /// block.
+    #[arg(long = "round-robin", aliases = ["roundrobin", "round"])]
+    pub(crate) round_robin: bool,
+
+    /// Write each block to a file; {} is its name.
+    #[arg(long = "cat")]
+    pub(crate) cat: bool,
+
+    /// Write each block through a named pipe; {} is its name.
+    #[arg(long = "fifo")]
+    pub(crate) fifo: bool,
+
     /// Print help.
     #[arg(short = 'h', long = "help")]
     pub(crate) help: bool,

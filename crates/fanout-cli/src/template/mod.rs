@@ -123,6 +123,9 @@ pub(crate) struct Compiler {
     pub(crate) exprs: Exprs,
     /// Context replace (`-X`, `-N`, `-L`).
     pub(crate) context: bool,
+    /// Replacements are never quoted (`--cat`, `--fifo`, where `{}` is
+    /// `$PARALLEL_TMP`).
+    pub(crate) unquoted: bool,
 }
 
 /// A compiled template.
@@ -184,7 +187,7 @@ impl Compiler {
         if !parse::has_slot(&parsed) && append {
             parsed.push(vec![Piece::Slot(String::new())]);
         }
-        let quote_args = !quote_all && !parse::slot_in_command_name(&parsed);
+        let quote_args = !self.unquoted && !quote_all && !parse::slot_in_command_name(&parsed);
         let tokens = self.tokens(&parsed);
         let mode = Mode {
             context: self.context,

@@ -7,6 +7,7 @@ fn compiler(plus: bool, context: bool) -> Compiler {
         parens: Parens::default(),
         exprs: Exprs::default(),
         context,
+        unquoted: false,
     }
 }
 
