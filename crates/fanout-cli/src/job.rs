@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::input::Arg;
+use crate::limits::Timeout;
 use crate::output::{forward_lines, Spooled};
 use crate::pipe::{Block, Stdin};
 use crate::spawn::{self, BaseEnv};
@@ -37,7 +38,7 @@ pub(crate) struct JobConfig {
     /// The shell for commands that need one.
     pub(crate) shell: String,
     /// Per-attempt time limit.
-    pub(crate) timeout: Option<Duration>,
+    pub(crate) timeout: Option<Arc<Timeout>>,
     /// Attempts per job in all.
     pub(crate) attempts: u32,
     /// How output is captured.
@@ -106,6 +107,8 @@ pub(crate) struct JobEnv {
     pub(crate) spools: Mutex<Vec<File>>,
     /// At most this many spool files are kept for reuse.
     pub(crate) max_spools: usize,
+    /// Jobs killed because free memory fell below half of `--memfree`.
+    pub(crate) memory_killed: Mutex<std::collections::HashSet<u64>>,
 }
 
 impl JobEnv {
@@ -163,6 +166,7 @@ impl JobEnv {
             programs: Mutex::new(HashMap::new()),
             spools: Mutex::new(Vec::new()),
             max_spools: 2 * jobs + 16,
+            memory_killed: Mutex::new(std::collections::HashSet::new()),
         })
     }
 
@@ -639,15 +643,42 @@ async fn run_once(spec: &JobSpec, shared: &JobEnv) -> Attempt {
     });
 
     let mut timed_out = false;
-    let status = match cfg.timeout {
+    let status = match &cfg.timeout {
         None => child.wait().await,
-        Some(limit) => match tokio::time::timeout(limit, child.wait()).await {
-            Ok(status) => status,
-            Err(_) => {
-                timed_out = true;
-                terminate_group(pid, &mut child, &cfg.term_seq).await
+        Some(timeout) => {
+            // A percentage timeout changes as jobs succeed.
+            let (mut limit, mut changes) = timeout.limit();
+            loop {
+                let deadline = tokio::time::Instant::from_std(started + limit);
+                let changed = async {
+                    match changes.as_mut() {
+                        Some(c) => c.changed().await.is_ok(),
+                        None => std::future::pending().await,
+                    }
+                };
+                enum Woke {
+                    Exited(std::io::Result<std::process::ExitStatus>),
+                    Deadline,
+                    Changed(bool),
+                }
+                let woke = tokio::select! {
+                    status = child.wait() => Woke::Exited(status),
+                    () = tokio::time::sleep_until(deadline) => Woke::Deadline,
+                    ok = changed => Woke::Changed(ok),
+                };
+                match woke {
+                    Woke::Exited(status) => break status,
+                    Woke::Deadline => {
+                        timed_out = true;
+                        break terminate_group(pid, &mut child, &cfg.term_seq).await;
+                    }
+                    Woke::Changed(true) => {
+                        limit = *changes.as_ref().expect("changes").borrow();
+                    }
+                    Woke::Changed(false) => changes = None,
+                }
             }
-        },
+        }
     };
     // Remove the group before any further await: on fanout's single-threaded
     // runtime nothing can signal it in between, so a reused pid is never hit.
@@ -667,7 +698,12 @@ async fn run_once(spec: &JobSpec, shared: &JobEnv) -> Attempt {
         let _ = writer.await;
     }
     let runtime = started.elapsed();
-    let aborted = !timed_out && shared.stopping.load(Ordering::SeqCst);
+    let killed_for_memory = shared
+        .memory_killed
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&spec.seq);
+    let aborted = !timed_out && !killed_for_memory && shared.stopping.load(Ordering::SeqCst);
     // GNU parallel removes $PARALLEL_TMP after the job.
     let _ = std::fs::remove_file(&parallel_tmp);
 
@@ -725,7 +761,14 @@ async fn run_once(spec: &JobSpec, shared: &JobEnv) -> Attempt {
             use std::os::unix::process::ExitStatusExt;
             match (status.code(), status.signal()) {
                 (Some(code), _) => (code, 0),
-                (None, Some(sig)) => (if timed_out || aborted { -1 } else { 0 }, sig),
+                (None, Some(sig)) => (
+                    if timed_out || aborted || killed_for_memory {
+                        -1
+                    } else {
+                        0
+                    },
+                    sig,
+                ),
                 (None, None) => (-1, 0),
             }
         }
@@ -757,7 +800,7 @@ async fn run_once(spec: &JobSpec, shared: &JobEnv) -> Attempt {
 /// with `--round-robin`).
 fn stdin_len(stdin: &Stdin) -> u64 {
     match stdin {
-        Stdin::Null | Stdin::RoundRobin(_) => 0,
+        Stdin::Null | Stdin::RoundRobin(_) | Stdin::Tee(_) => 0,
         Stdin::Block(b) => (b.header.len() + b.data.len()) as u64,
         Stdin::Part(p) => p.ranges.iter().map(|(_, len)| len).sum(),
     }
@@ -777,7 +820,7 @@ fn write_source_to(source: &Stdin, path: &Path) -> std::io::Result<()> {
                 copy_range(&p.file, offset, len, &mut out, &AtomicU64::new(len))?;
             }
         }
-        Stdin::Null | Stdin::RoundRobin(_) => {}
+        Stdin::Null | Stdin::RoundRobin(_) | Stdin::Tee(_) => {}
     }
     Ok(())
 }
@@ -848,6 +891,16 @@ async fn feed_stdin(fd: OwnedFd, source: Stdin, unsent: Arc<AtomicU64>) {
         Stdin::Null => {}
         Stdin::Block(block) => {
             let _ = write_block(&mut tx, &block, true, &unsent).await;
+        }
+        Stdin::Tee(slot) => {
+            let rx = slot.rx.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(mut rx) = rx {
+                while let Some(piece) = rx.recv().await {
+                    if tx.write_all(&piece).await.is_err() {
+                        break;
+                    }
+                }
+            }
         }
         Stdin::RoundRobin(slot) => {
             let mut first = true;
@@ -986,7 +1039,7 @@ fn feed_fifo(path: PathBuf, source: Stdin, done: Arc<AtomicBool>, unsent: Arc<At
                 }
             }
         }
-        Stdin::Null | Stdin::RoundRobin(_) => {}
+        Stdin::Null | Stdin::RoundRobin(_) | Stdin::Tee(_) => {}
     }
 }
 

@@ -14,6 +14,7 @@ mod input;
 mod job;
 mod joblog;
 mod leftovers;
+mod limits;
 mod output;
 mod pipe;
 mod plan;

@@ -74,7 +74,7 @@ impl Plan {
     /// The journal or results file cannot be opened, the journal belongs to
     /// another run, or the signal handlers cannot be installed; no job has
     /// started then.
-    pub(crate) fn prepare(args: HiArgs) -> anyhow::Result<Plan> {
+    pub(crate) fn prepare(mut args: HiArgs) -> anyhow::Result<Plan> {
         let resuming = args.resume != Resume::Off;
         // The results first: failing on them must not cost an old joblog.
         let mut destination = Destination::Terminal;
@@ -144,7 +144,7 @@ impl Plan {
         let env = Arc::new(
             JobEnv::new(JobConfig {
                 shell: args.shell.path.clone(),
-                timeout: args.timeout,
+                timeout: args.timeout.take().map(Arc::new),
                 attempts: args.attempts,
                 capture,
                 mark,
@@ -163,7 +163,9 @@ impl Plan {
             })
             .context("cannot open /dev/null")?,
         );
-        let mut args = args;
+        if let Some(limit) = args.memfree {
+            tokio::spawn(kill_youngest_below(limit / 2, env.clone()));
+        }
         let (pipe, pipe_jobs) = match args.pipe.take() {
             None => (None, None),
             Some(setup) => {
@@ -210,6 +212,11 @@ impl Plan {
                         let jobs: Jobs = Box::new((1..=parts.len() as u64).map(job));
                         (Some(PipeSource::Parts(parts)), Some(jobs))
                     }
+                    PipeSetup::Tee { block } => {
+                        let slots = crate::pipe::start_tee(args.total_jobs as usize, block);
+                        // The jobs and their arguments come from the inputs.
+                        (Some(PipeSource::Tee(slots)), None)
+                    }
                 }
             }
         };
@@ -255,6 +262,44 @@ impl Plan {
             starter,
             signals,
         })
+    }
+}
+
+/// `--memfree`: while free memory is below `limit`, kills the youngest
+/// running job (its `--term-seq`), as GNU parallel does; it counts as
+/// failed (exit -1).
+async fn kill_youngest_below(limit: u64, env: Arc<JobEnv>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+    loop {
+        tick.tick().await;
+        if crate::limits::memfree().is_none_or(|free| free >= limit) {
+            continue;
+        }
+        let youngest = {
+            let groups = env.groups.lock().unwrap_or_else(|p| p.into_inner());
+            groups
+                .iter()
+                .max_by_key(|(seq, _)| **seq)
+                .map(|(s, g)| (*s, *g))
+        };
+        let Some((seq, pgid)) = youngest else {
+            continue;
+        };
+        let first = env
+            .memory_killed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(seq);
+        if first {
+            let steps = env.config.term_seq.0.clone();
+            tokio::spawn(async move {
+                for (signal, wait) in steps {
+                    crate::job::signal_group(pgid, signal);
+                    tokio::time::sleep(wait).await;
+                }
+                crate::job::signal_group(pgid, libc::SIGKILL);
+            });
+        }
     }
 }
 

@@ -213,6 +213,11 @@ impl Run {
             bar.inc(1);
         }
         self.tally.add(job.is_success());
+        if job.last.exitval == 0 {
+            if let Some(timeout) = &self.stopping.env.config.timeout {
+                timeout.succeeded(job.last.runtime);
+            }
+        }
         if job.last.timed_out {
             self.say(&format!(
                 "fanout: job {} timed out and was killed: {}\n",

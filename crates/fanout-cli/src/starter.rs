@@ -14,7 +14,7 @@ use crate::batch::{JobArgs, Made};
 use crate::flags::HiArgs;
 use crate::job::{self, Finished, JobEnv, JobSpec};
 use crate::output::BacklogTicket;
-use crate::pipe::{Feed, Part, Stdin};
+use crate::pipe::{Feed, Part, Stdin, TeeSlot};
 use crate::spawn;
 use crate::template::{Evaluator, LengthModel, Template};
 
@@ -78,6 +78,29 @@ pub(crate) struct Starter {
     delay: Option<(Duration, Mutex<tokio::time::Instant>)>,
     /// `--pipe`, `--pipepart`: where jobs' standard input comes from.
     pipe: Option<PipeSource>,
+    /// `--memfree` and `--load`: what must hold before a job starts.
+    gate: Gate,
+}
+
+/// `--memfree` bytes free and `--load` below a limit, checked before each
+/// start; while they do not hold, the start waits (checking again after
+/// 10 ms, doubling up to 1 s, as GNU parallel backs off).
+#[derive(Debug, Clone, Copy, Default)]
+struct Gate {
+    memfree: Option<u64>,
+    load: Option<f64>,
+}
+
+impl Gate {
+    fn open(&self) -> bool {
+        let mem = self
+            .memfree
+            .is_none_or(|need| crate::limits::memfree().is_none_or(|free| free >= need));
+        let load = self
+            .load
+            .is_none_or(|max| crate::limits::load().is_some_and(|l| l < max));
+        mem && load
+    }
 }
 
 /// Where `--pipe` jobs get their blocks.
@@ -89,6 +112,8 @@ pub(crate) enum PipeSource {
     RoundRobin(Arc<Feed>),
     /// Job `N` gets part `N` of the files.
     Parts(Vec<Part>),
+    /// Job `N` gets all of standard input through slot `N`.
+    Tee(Vec<Arc<TeeSlot>>),
 }
 
 impl std::fmt::Debug for Starter {
@@ -134,6 +159,10 @@ impl Starter {
                 .delay
                 .map(|d| (d, Mutex::new(tokio::time::Instant::now()))),
             pipe,
+            gate: Gate {
+                memfree: args.memfree,
+                load: args.load,
+            },
         }
     }
 
@@ -205,7 +234,16 @@ impl Starter {
                     Some(part) => Stdin::Part(part.clone()),
                     None => return Ok(JobEnd::NotStarted),
                 },
+                Some(PipeSource::Tee(slots)) => match slots.get((seq - 1) as usize) {
+                    Some(slot) => Stdin::Tee(slot.clone()),
+                    None => return Ok(JobEnd::NotStarted),
+                },
             };
+            let mut wait = Duration::from_millis(10);
+            while !self.gate.open() && !self.no_new_starts.load(Ordering::SeqCst) {
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(1));
+            }
             if self.no_new_starts.load(Ordering::SeqCst) {
                 return Ok(JobEnd::NotStarted);
             }

@@ -864,3 +864,50 @@ fn pipepart_splits_files_like_gnu_parallel() {
         false,
     );
 }
+
+#[test]
+fn tee_gives_all_input_to_every_job_like_gnu_parallel() {
+    let input: String = (1..=3000).map(|i| format!("{i}\n")).collect();
+    same_as_gnu(
+        &["-k", "--pipe", "--tee", "wc", "{}", ":::", "-w", "-l", "-c"],
+        input.as_bytes(),
+        false,
+    );
+    same_as_gnu(
+        &[
+            "-k",
+            "--pipe",
+            "--tee",
+            "--tag",
+            "grep {1} | wc -l",
+            ":::",
+            "1",
+            "7",
+            "99",
+        ],
+        input.as_bytes(),
+        false,
+    );
+}
+
+#[test]
+fn timeouts_in_percent_of_the_median_match_gnu_parallel() {
+    // The 3 s job exceeds 200% of the median (0.3 s) of those that
+    // succeeded before it.
+    same_as_gnu(
+        &[
+            "-j1",
+            "-k",
+            "--timeout",
+            "200%",
+            "sleep {}; echo {}",
+            ":::",
+            "0.3",
+            "0.3",
+            "3",
+            "0.2",
+        ],
+        b"",
+        false,
+    );
+}

@@ -76,7 +76,6 @@ pub(crate) const REFUSED: &[Refused] = &[
         "tmux output is not supported",
     ),
     r(&["ssh-delay", "sshdelay"], None, Arity::Value, REMOTE),
-    r(&["load"], None, Arity::Value, NOT_YET),
     r(&["noswap"], None, Arity::Flag, NOT_YET),
     r(
         &["ctag"],
@@ -263,7 +262,6 @@ pub(crate) const REFUSED: &[Refused] = &[
         Arity::Value,
         NOT_YET,
     ),
-    r(&["tee"], None, Arity::Flag, NOT_YET),
     r(&["shard"], None, Arity::Value, NOT_YET),
     r(&["bin"], None, Arity::Value, NOT_YET),
     r(&["group-by", "groupby"], None, Arity::Value, NOT_YET),
@@ -304,7 +302,6 @@ pub(crate) const REFUSED: &[Refused] = &[
         Arity::Flag,
         "CSV input is not supported (GNU parallel needs the Perl module Text::CSV for it)",
     ),
-    r(&["memfree"], None, Arity::Value, NOT_YET),
 ];
 
 const fn r(

@@ -17,6 +17,7 @@ use crate::batch::Batching;
 use crate::cpus::Cpus;
 use crate::input::{Inputs, ReadRules, SourceDecl, SourceSpec};
 use crate::job::BlockFile;
+use crate::limits::Timeout;
 use crate::pipe::{Cutting, Part, Reading, Separators};
 use crate::shell::Shell;
 use crate::template::{usable_line_length, Compiler, LengthModel, Parens, Rpls, Template, Trim};
@@ -94,7 +95,11 @@ pub(crate) struct HiArgs {
     /// When to stop early; `None` is `never`.
     pub(crate) halt: Option<Halt>,
     /// Per-attempt time limit.
-    pub(crate) timeout: Option<Duration>,
+    pub(crate) timeout: Option<Timeout>,
+    /// `--memfree`: bytes of free memory needed to start a job.
+    pub(crate) memfree: Option<u64>,
+    /// `--load`: start jobs only below this load.
+    pub(crate) load: Option<f64>,
     /// Attempts per job in all (at least 1).
     pub(crate) attempts: u32,
     /// Print the commands only.
@@ -179,6 +184,12 @@ pub(crate) enum PipeSetup {
     },
     /// Parts of the `-a` files, one per job.
     Parts(Vec<Part>),
+    /// `--tee`: all of standard input to every job, read in pieces of this
+    /// size.
+    Tee {
+        /// Bytes read at a time.
+        block: usize,
+    },
 }
 
 /// What parsing the arguments asks `main` to do.
@@ -271,6 +282,12 @@ impl HiArgs {
             None => None,
         };
         let timeout = low.timeout.as_deref().map(parse_timeout).transpose()?;
+        let memfree = low
+            .memfree
+            .as_deref()
+            .map(|m| parse_size(m, "--memfree"))
+            .transpose()?
+            .map(|m| m.max(0) as u64);
         let attempts = match &low.retries {
             Some(n) => n
                 .parse::<u32>()
@@ -317,13 +334,22 @@ impl HiArgs {
         let streaming = (low.pipe || low.cat || low.fifo) && !low.pipe_part;
         let piping = streaming || low.pipe_part;
         let rules = read_rules(&low)?;
-        let (decls, pipe) = if piping {
+        let (decls, pipe) = if piping && low.tee && !low.pipe_part {
+            let block = match &low.block {
+                Some(b) => parse_size(b, "--block")?.clamp(1, 1 << 30) as usize,
+                None => 1 << 20,
+            };
+            (
+                source_decls(&low.arg_files, sources)?,
+                Some(PipeSetup::Tee { block }),
+            )
+        } else if piping {
             let pipe = pipe_setup(&low, &sources, jobs)?;
             (Vec::new(), Some(pipe))
         } else {
             (source_decls(&low.arg_files, sources)?, None)
         };
-        if streaming && (low.bar || low.eta || low.shuf || low.progress) {
+        if streaming && !low.tee && (low.bar || low.eta || low.shuf || low.progress) {
             bail!("--pipe is incompatible with --eta/--bar/--shuf");
         }
         if streaming && halt.as_ref().is_some_and(Halt::is_percentage) {
@@ -517,6 +543,7 @@ impl HiArgs {
         }
 
         let records = match &pipe {
+            Some(PipeSetup::Tee { .. }) => inputs.record_count(),
             Some(PipeSetup::Parts(parts)) => parts.len() as u64,
             Some(PipeSetup::Stream {
                 round_robin: true, ..
@@ -550,6 +577,12 @@ impl HiArgs {
         if compressing && (low.files || matches!(results, Some(ResultsSpec::Files { .. }))) {
             bail!("--compress with --files or --results DIR is not supported by fanout: GNU parallel would leave compressed output files");
         }
+        // --tee needs every job running at once: -j defaults to 0.
+        let jobs = if low.tee && low.jobs.is_none() {
+            0
+        } else {
+            jobs
+        };
         // -j 0: as many jobs as there are, as far as file descriptors allow
         // (each running job holds about three).
         let jobs = if jobs == 0 {
@@ -560,8 +593,8 @@ impl HiArgs {
         } else {
             jobs
         };
-        if low.no_run_if_empty && !low.xargs && !low.multiple && !low.context {
-            // -r affects only reading (blank records are skipped).
+        if matches!(pipe, Some(PipeSetup::Tee { .. })) && (jobs as u64) < total_jobs {
+            bail!("--tee requires --jobs to be higher. Try --jobs 0.");
         }
         let has_header = low.header.is_some();
         if !has_header {
@@ -574,6 +607,12 @@ impl HiArgs {
             tag,
             halt,
             timeout,
+            memfree,
+            load: low
+                .load
+                .as_deref()
+                .map(|l| crate::limits::parse_load(l, ncpus))
+                .transpose()?,
             attempts,
             dry_run,
             bar: low.bar,
@@ -1187,16 +1226,20 @@ fn parse_jobs(spec: &str, cpus: usize) -> anyhow::Result<usize> {
     Ok(jobs as usize)
 }
 
-/// `--timeout`: seconds, or a duration with `s`, `m`, `h`, `d` parts.
-fn parse_timeout(spec: &str) -> anyhow::Result<Duration> {
-    if spec.ends_with('%') {
-        bail!("--timeout {spec}: a percentage of the median run time is not supported by fanout; give seconds");
+/// `--timeout`: seconds, a duration with `s`, `m`, `h`, `d` parts, or
+/// `N%` of the median run time of the jobs that succeeded.
+fn parse_timeout(spec: &str) -> anyhow::Result<Timeout> {
+    if let Some(pct) = spec.strip_suffix('%') {
+        return match pct.parse::<f64>() {
+            Ok(p) if p > 0.0 && p.is_finite() => Ok(Timeout::percent(p / 100.0)),
+            _ => bail!("bad --timeout {spec:?}: give a percentage such as 200%"),
+        };
     }
     parse_duration(spec, "--timeout").and_then(|d| {
         if d.is_zero() {
             bail!("bad --timeout {spec:?}: give a positive number of seconds, such as 30 or 0.5")
         }
-        Ok(d)
+        Ok(Timeout::Fixed(d))
     })
 }
 

@@ -488,6 +488,16 @@ pub(crate) struct LowArgs {
     #[arg(long = "progress")]
     pub(crate) progress: bool,
 
+    /// Start a job only when this much memory is free (and kill the
+    /// youngest job when less than half of it is).
+    #[arg(long = "memfree", value_name = "SIZE")]
+    pub(crate) memfree: Option<String>,
+
+    /// Start a job only when fewer than MAX threads are running or waiting
+    /// for the disk (N, N% of the CPUs, +N, -N).
+    #[arg(long = "load", value_name = "MAX", allow_hyphen_values = true)]
+    pub(crate) load: Option<String>,
+
     /// Split standard input into blocks of records, each given to a job on
     /// its standard input.
     #[arg(long = "pipe", alias = "spreadstdin")]
@@ -522,6 +532,11 @@ pub(crate) struct LowArgs {
     /// block.
     #[arg(long = "round-robin", aliases = ["roundrobin", "round"])]
     pub(crate) round_robin: bool,
+
+    /// Give all of standard input to every job (the jobs' arguments come
+    /// from :::, :::: or -a as usual).
+    #[arg(long = "tee")]
+    pub(crate) tee: bool,
 
     /// Write each block to a file; {} is its name.
     #[arg(long = "cat")]

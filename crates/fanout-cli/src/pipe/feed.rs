@@ -41,6 +41,53 @@ pub(crate) enum Stdin {
     Part(Part),
     /// `--round-robin`: the blocks the dispatcher gives this job.
     RoundRobin(Arc<RoundRobinSlot>),
+    /// `--tee`: all of standard input, piece by piece.
+    Tee(Arc<TeeSlot>),
+}
+
+/// A `--tee` job's share of standard input: every piece the reader reads.
+/// The job's writer takes the receiver; when the job ends, dropping it tells
+/// the reader to skip this job from then on.
+#[derive(Debug)]
+pub(crate) struct TeeSlot {
+    /// Taken by the job's writer.
+    pub(crate) rx: Mutex<Option<tokio::sync::mpsc::Receiver<Arc<[u8]>>>>,
+}
+
+/// Starts the `--tee` reader: standard input, in pieces of `block` bytes,
+/// to each of `jobs` jobs (waiting for the slowest, as `tee` does).
+pub(crate) fn start_tee(jobs: usize, block: usize) -> Vec<Arc<TeeSlot>> {
+    let mut senders = Vec::with_capacity(jobs);
+    let mut slots = Vec::with_capacity(jobs);
+    for _ in 0..jobs {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Arc<[u8]>>(2);
+        senders.push(Some(tx));
+        slots.push(Arc::new(TeeSlot {
+            rx: Mutex::new(Some(rx)),
+        }));
+    }
+    std::thread::spawn(move || {
+        let mut stdin = std::io::stdin().lock();
+        let mut buf = vec![0; block.clamp(4096, 1 << 20)];
+        loop {
+            let n = match stdin.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let piece: Arc<[u8]> = Arc::from(&buf[..n]);
+            for sender in &mut senders {
+                if let Some(tx) = sender {
+                    if tx.blocking_send(piece.clone()).is_err() {
+                        *sender = None;
+                    }
+                }
+            }
+            if senders.iter().all(Option::is_none) {
+                break;
+            }
+        }
+    });
+    slots
 }
 
 /// A `--round-robin` job's mailbox: the dispatcher puts a block in when the

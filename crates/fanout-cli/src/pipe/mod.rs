@@ -17,4 +17,6 @@ mod chunker;
 mod feed;
 
 pub(crate) use chunker::{Cutting, Separators};
-pub(crate) use feed::{is_seekable, part_positions, Block, Feed, Part, Reading, Stdin};
+pub(crate) use feed::{
+    is_seekable, part_positions, start_tee, Block, Feed, Part, Reading, Stdin, TeeSlot,
+};
