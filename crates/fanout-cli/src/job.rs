@@ -2,7 +2,7 @@
 //! fanout's life), waiting with a timeout, retrying, and capturing output.
 
 use std::collections::HashMap;
-use std::ffi::{CStr, CString, OsStr};
+use std::ffi::{CString, OsStr};
 use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -96,7 +96,10 @@ pub(crate) struct JobEnv {
     pub(crate) stopping: AtomicBool,
     /// fanout's environment without the per-job variables, plus the
     /// variables GNU parallel gives every job.
-    pub(crate) base_env: BaseEnv,
+    pub(crate) base_env: Arc<BaseEnv>,
+    /// Threads that start the jobs' processes (none with one job at a
+    /// time: the runtime's thread does it).
+    pub(crate) spawner: Option<spawn::Spawner>,
     /// `/dev/null`, every job's stdin.
     pub(crate) devnull: File,
     /// The stack a child uses between `clone` and `execve`.
@@ -156,11 +159,18 @@ impl JobEnv {
             set("HOME", OsStr::new("/tmp"));
         }
         let jobs = config.jobs;
+        let threads = crate::cpus::Cpus::detect().threads.min(jobs);
+        let spawner = if threads > 1 {
+            Some(spawn::Spawner::new(threads)?)
+        } else {
+            None
+        };
         Ok(JobEnv {
             config,
             groups: Mutex::new(HashMap::new()),
             stopping: AtomicBool::new(false),
-            base_env,
+            base_env: Arc::new(base_env),
+            spawner,
             devnull: File::open("/dev/null")?,
             stack: Mutex::new(Vec::new()),
             programs: Mutex::new(HashMap::new()),
@@ -589,20 +599,23 @@ async fn run_once(spec: &JobSpec, shared: &JobEnv) -> Attempt {
         (None, None) => [stdin_fd, 1, 2],
     };
     let started = Instant::now();
-    let spawned = {
-        let env: Vec<&CStr> = shared
-            .base_env
-            .0
-            .iter()
-            .chain(job_env.iter().flatten())
-            .chain(mark.iter())
-            .map(CString::as_c_str)
-            .collect();
-        let mut stack = shared.stack.lock().unwrap_or_else(|p| p.into_inner());
-        spawn::spawn(&path, &words, &env, fds, cfg.nice, &mut stack)
+    let request = spawn::SpawnRequest {
+        path,
+        argv: words,
+        base_env: shared.base_env.clone(),
+        job_env: job_env.into_iter().flatten().chain(mark).collect(),
+        fds,
+        nice: cfg.nice,
+    };
+    let spawned = match &shared.spawner {
+        Some(spawner) => spawner.spawn(request).await,
+        None => {
+            let mut stack = shared.stack.lock().unwrap_or_else(|p| p.into_inner());
+            request.run(&mut stack)
+        }
     };
     let mut child = match spawned {
-        Ok(child) => child,
+        Ok(child) => child.into_process(),
         Err(e) => return spawn_error(e),
     };
     let pid = child.id();

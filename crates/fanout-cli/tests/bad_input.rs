@@ -104,7 +104,11 @@ fn gnu_parallel_options_fanout_lacks_are_refused_by_name() {
         &["--sshlogin", "host", "CMD", ":::", "a"],
         "--sshlogin",
     );
-    refuses(dir.path(), &["--group-by", "1", "CMD", ":::", "a"], "--group-by");
+    refuses(
+        dir.path(),
+        &["--group-by", "1", "CMD", ":::", "a"],
+        "--group-by",
+    );
     refuses(dir.path(), &["--tmux", "CMD", ":::", "a"], "--tmux");
     // An abbreviation GNU parallel finds ambiguous is refused too.
     refuses(dir.path(), &["--pi", "CMD", ":::", "a"], "ambiguous");

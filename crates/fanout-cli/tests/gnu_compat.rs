@@ -668,7 +668,7 @@ fn jobs_run_with_the_shell_fanout_was_started_from_like_gnu_parallel() {
     );
     same_script_as_gnu("parallel -k 'echo {1..3}' ::: x", b"", false);
     same_script_as_gnu(
-        "parallel -k 'echo $PARALLEL_SEQ $PARALLEL_JOBSLOT0 $PARALLEL_SSHLOGIN' ::: a b",
+        "parallel -j1 -k 'echo $PARALLEL_SEQ $PARALLEL_JOBSLOT0 $PARALLEL_SSHLOGIN' ::: a b",
         b"",
         false,
     );
@@ -790,18 +790,12 @@ fn pipe_blocks_match_gnu_parallel() {
         b"a\n",
         false,
     );
-    same_as_gnu(
-        &[
-            "-k",
-            "--pipe",
-            "-j2",
-            "--round-robin",
-            "--block",
-            "10k",
-            "wc",
-        ],
-        input,
-        true,
+    // Which job gets which block depends on which is free first: compare
+    // the totals.
+    same_script_as_gnu(
+        "seq 20000 | parallel --pipe -j2 --round-robin --block 10k wc -l | awk '{ s += $1 } END { print s, NR }'",
+        b"",
+        false,
     );
     // A job that does not read all of its block is killed by SIGPIPE (GNU
     // parallel's writer dies), and counts as failed.
