@@ -26,6 +26,7 @@ mod spawn;
 mod starter;
 mod template;
 mod termseq;
+mod timeline;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -36,7 +37,15 @@ use plan::Plan;
 fn main() -> ExitCode {
     // Jobs must be waited for, whatever fanout's caller did to SIGCHLD.
     spawn::reset_sigchld();
-    let code = match HiArgs::parse(std::env::args_os().skip(1).collect()) {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    // `fanout timeline JOBLOG`: only as the very first word, so a program
+    // named `timeline` still runs with any option before it (`fanout -k
+    // timeline ...`) or after `--`.
+    if argv.first().is_some_and(|a| a == "timeline") {
+        let code = timeline::main(argv[1..].to_vec());
+        return ExitCode::from(code.clamp(0, 255) as u8);
+    }
+    let code = match HiArgs::parse(argv) {
         Ok(Parsed::Print(text, code)) => {
             print!("{text}");
             let _ = std::io::stdout().flush();

@@ -241,6 +241,9 @@ impl HiArgs {
             let mut cmd = cmd;
             return Ok(Parsed::Print(cmd.render_long_help().to_string(), 0));
         }
+        if let Some(what) = &low.generate {
+            return Ok(Parsed::Print(generate(what, cmd)?, 0));
+        }
         if let Some(printed) = info(&low)? {
             return Ok(printed);
         }
@@ -674,6 +677,24 @@ fn parse_error(e: ParseError, cmd: &clap::Command) -> anyhow::Result<Parsed> {
             }
         },
     }
+}
+
+/// `--generate man|bash|zsh|fish|elvish|powershell`: the man page or a
+/// completion script, made from the same option definitions as `--help`.
+fn generate(what: &str, cmd: clap::Command) -> anyhow::Result<String> {
+    let mut out = Vec::new();
+    if what == "man" {
+        clap_mangen::Man::new(cmd)
+            .render(&mut out)
+            .context("cannot render the man page")?;
+    } else {
+        let shell: clap_complete::Shell = what
+            .parse()
+            .map_err(|e| anyhow::anyhow!("bad --generate {what:?}: {e}"))?;
+        let mut cmd = cmd;
+        clap_complete::generate(shell, &mut cmd, "fanout", &mut out);
+    }
+    String::from_utf8(out).context("the generated text is not UTF-8")
 }
 
 fn version_text() -> String {

@@ -546,6 +546,11 @@ pub(crate) struct LowArgs {
     #[arg(long = "fifo")]
     pub(crate) fifo: bool,
 
+    /// Print fanout's man page (man) or its completions for a shell (bash,
+    /// zsh, fish, elvish, powershell) and exit.
+    #[arg(long = "generate", value_name = "WHAT", value_parser = ["man", "bash", "zsh", "fish", "elvish", "powershell"])]
+    pub(crate) generate: Option<String>,
+
     /// Print help.
     #[arg(short = 'h', long = "help")]
     pub(crate) help: bool,
