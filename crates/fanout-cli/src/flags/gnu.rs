@@ -141,6 +141,7 @@ pub(crate) const REFUSED: &[Refused] = &[
     r(&["basefile", "bf"], None, Arity::Value, REMOTE),
     r(&["template", "tmpl"], None, Arity::Value, NOT_YET),
     r(&["B"], None, Arity::Value, RETIRED),
+    r(&["g"], None, Arity::Flag, RETIRED),
     r(&["ctrl-c", "ctrlc"], None, Arity::Flag, RETIRED),
     r(
         &["no-ctrl-c", "no-ctrlc", "noctrlc"],

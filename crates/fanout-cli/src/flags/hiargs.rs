@@ -241,6 +241,13 @@ impl HiArgs {
             let mut cmd = cmd;
             return Ok(Parsed::Print(cmd.render_long_help().to_string(), 0));
         }
+        for hook in ["PARALLEL_CPUINFO", "PARALLEL_LSCPU", "PARALLEL_CPUPREFIX"] {
+            if std::env::var_os(hook).is_some_and(|v| !v.is_empty()) {
+                bail!(
+                    "${hook} is set: GNU parallel's test hook for counting CPUs is not supported by fanout; unset it"
+                );
+            }
+        }
         if let Some(what) = &low.generate {
             return Ok(Parsed::Print(generate(what, cmd)?, 0));
         }
