@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::input::Arg;
 use crate::limits::Timeout;
-use crate::output::{forward_lines, Spooled};
+use crate::output::{forward_lines, LiveSpools, Spooled};
 use crate::pipe::{Block, Stdin};
 use crate::spawn::{self, BaseEnv};
 use crate::termseq::TermSeq;
@@ -112,6 +112,8 @@ pub(crate) struct JobEnv {
     pub(crate) max_spools: usize,
     /// Jobs killed because free memory fell below half of `--memfree`.
     pub(crate) memory_killed: Mutex<std::collections::HashSet<u64>>,
+    /// `-k --line-buffer`: running jobs' spool files, for the printer.
+    pub(crate) live: Option<Arc<LiveSpools>>,
 }
 
 impl JobEnv {
@@ -177,6 +179,7 @@ impl JobEnv {
             spools: Mutex::new(Vec::new()),
             max_spools: 2 * jobs + 16,
             memory_killed: Mutex::new(std::collections::HashSet::new()),
+            live: None,
         })
     }
 
@@ -624,6 +627,13 @@ async fn run_once(spec: &JobSpec, shared: &JobEnv) -> Attempt {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .insert(spec.seq, pid);
+    if let (Some(live), Some((out, err)), Capture::Spool) = (&shared.live, &spool, cfg.capture) {
+        if let (Ok(out), Ok(err)) = (out.try_clone(), err.try_clone()) {
+            live.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(spec.seq, (out, err, spec.tag.clone()));
+        }
+    }
     let writer = match (stdin_feed, fifo_feed) {
         (Some((read_end, write_end, source)), _) => {
             // The child has its copy of the read end.
@@ -700,6 +710,11 @@ async fn run_once(spec: &JobSpec, shared: &JobEnv) -> Attempt {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .remove(&spec.seq);
+    if let Some(live) = &shared.live {
+        live.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&spec.seq);
+    }
     if let Some(writer) = writer {
         // The job is gone: whatever it did not read is not needed.
         writer.abort();

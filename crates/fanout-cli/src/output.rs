@@ -1,11 +1,14 @@
 //! Printing job output: each job's stdout then stderr as one block, in
 //! completion order or, with `-k`, in input order; or, with
-//! `--line-buffer`, complete lines as they come.
+//! `--line-buffer`, complete lines as they come. With both `-k` and
+//! `--line-buffer`, the oldest unprinted job's complete lines are printed
+//! from its spool files while it runs, and the others wait their turn.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs::File;
-use std::io::{self, Read, Write};
-use std::sync::Arc;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+use std::sync::{Arc, Mutex};
 
 use indicatif::ProgressBar;
 use tokio::io::{AsyncBufReadExt, AsyncRead};
@@ -79,6 +82,20 @@ pub(crate) enum Destination {
     Table(Table),
 }
 
+/// With `-k --line-buffer`: the spool files (stdout, stderr) and the tag
+/// of each running job, by seq, so that the oldest one's lines can be
+/// printed while it runs.
+pub(crate) type LiveSpools = Mutex<HashMap<u64, (File, File, Option<Arc<str>>)>>;
+
+/// The job whose output `-k --line-buffer` prints as it comes, and how much
+/// of each of its files is printed.
+#[derive(Debug)]
+struct LiveHead {
+    spools: Arc<LiveSpools>,
+    seq: u64,
+    printed: [u64; 2],
+}
+
 /// Prints finished jobs' spooled output.
 ///
 /// With `keep_order`, a job's output waits until every job started before
@@ -93,6 +110,8 @@ pub(crate) struct Printer {
     waiting: BTreeMap<u64, Printable>,
     bar: Option<ProgressBar>,
     destination: Destination,
+    /// `-k --line-buffer`.
+    live: Option<LiveHead>,
 }
 
 impl Printer {
@@ -108,9 +127,75 @@ impl Printer {
             waiting: BTreeMap::new(),
             bar,
             destination,
+            live: None,
         }
     }
 
+    /// With `-k`: prints the oldest unprinted job's complete lines while
+    /// it runs, from the spool files its job registers in `spools`.
+    pub(crate) fn print_live(&mut self, spools: Arc<LiveSpools>) {
+        if self.keep_order && matches!(self.destination, Destination::Terminal) {
+            self.live = Some(LiveHead {
+                spools,
+                seq: 0,
+                printed: [0, 0],
+            });
+        }
+    }
+
+    /// Whether [`Printer::poll_live`] has anything to do.
+    pub(crate) fn is_live(&self) -> bool {
+        self.live.is_some()
+    }
+
+    /// `-k --line-buffer`: prints the complete lines the oldest unprinted
+    /// job has written since the last call.
+    ///
+    /// # Errors
+    /// Writing to stdout or stderr fails.
+    pub(crate) fn poll_live(&mut self) -> io::Result<()> {
+        let Some(live) = &mut self.live else {
+            return Ok(());
+        };
+        let Some(&head) = self.order.front() else {
+            return Ok(());
+        };
+        if live.seq != head {
+            live.seq = head;
+            live.printed = [0, 0];
+        }
+        let spools = live.spools.lock().unwrap_or_else(|p| p.into_inner());
+        let Some((out, err, tag)) = spools.get(&head) else {
+            return Ok(());
+        };
+        let bar = self.bar.as_ref();
+        for (i, file) in [out, err].into_iter().enumerate() {
+            let printed = &mut live.printed[i];
+            let write = |lines: &[u8]| -> io::Result<()> {
+                let mut tagged = Vec::with_capacity(lines.len());
+                tag_lines(
+                    lines,
+                    tag.as_deref().map(str::as_bytes),
+                    &mut true,
+                    &mut tagged,
+                );
+                let write = || {
+                    if i == 0 {
+                        let mut out = io::stdout().lock();
+                        out.write_all(&tagged).and_then(|()| out.flush())
+                    } else {
+                        io::stderr().lock().write_all(&tagged)
+                    }
+                };
+                match bar {
+                    Some(bar) => bar.suspend(write),
+                    None => write(),
+                }
+            };
+            copy_lines_from(file, printed, write)?;
+        }
+        Ok(())
+    }
     /// Notes that a job started, fixing its place in `-k` order.
     pub(crate) fn started(&mut self, seq: u64) {
         if self.keep_order {
@@ -151,7 +236,8 @@ impl Printer {
             self.order.pop_front();
             self.print(job)?;
         }
-        Ok(())
+        // The next job's lines so far need not wait for the next tick.
+        self.poll_live()
     }
 
     /// Prints everything still held, in order; used when a run stops with
@@ -169,12 +255,28 @@ impl Printer {
 
     fn print(&mut self, job: Printable) -> io::Result<()> {
         let Printable {
+            seq,
             tag,
-            output: Spooled { stdout, stderr },
+            output: Spooled {
+                mut stdout,
+                mut stderr,
+            },
             ticket,
             row,
-            ..
         } = job;
+        // What -k --line-buffer printed while the job ran is not printed
+        // again.
+        if let Some(live) = self.live.as_mut().filter(|l| l.seq == seq) {
+            for (file, at) in [
+                (&mut stdout, live.printed[0]),
+                (&mut stderr, live.printed[1]),
+            ] {
+                if let Some(f) = file {
+                    f.seek(SeekFrom::Start(at))?;
+                }
+            }
+            live.seq = 0;
+        }
         let destination = &mut self.destination;
         let write = || -> io::Result<()> {
             match destination {
@@ -216,6 +318,39 @@ impl Printer {
         // Printed: the job's place in the -k backlog goes to a later job.
         drop(ticket);
         written
+    }
+}
+
+/// Reads `file` from `printed` on and hands each stretch of complete lines
+/// to `write`, advancing `printed` past them; a last partial line is left
+/// for later.
+fn copy_lines_from(
+    file: &File,
+    printed: &mut u64,
+    mut write: impl FnMut(&[u8]) -> io::Result<()>,
+) -> io::Result<()> {
+    let mut chunk = vec![0; 64 * 1024];
+    let mut pending: Vec<u8> = Vec::new();
+    let mut at = *printed;
+    loop {
+        let n = match file.read_at(&mut chunk, at) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        at += n as u64;
+        let got = &chunk[..n];
+        match got.iter().rposition(|&b| b == b'\n') {
+            Some(end) => {
+                pending.extend_from_slice(&got[..=end]);
+                write(&pending)?;
+                *printed += pending.len() as u64;
+                pending.clear();
+                pending.extend_from_slice(&got[end + 1..]);
+            }
+            None => pending.extend_from_slice(got),
+        }
     }
 }
 

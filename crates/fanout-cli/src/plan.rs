@@ -17,7 +17,7 @@ use crate::input::Value;
 use crate::job::{Capture, JobConfig, JobEnv};
 use crate::joblog::{Fingerprint, Joblog, Skip};
 use crate::leftovers;
-use crate::output::{Destination, Printer};
+use crate::output::{Destination, LiveSpools, Printer};
 use crate::pipe::Feed;
 use crate::results::{ResultFiles, Table};
 use crate::spawn;
@@ -127,7 +127,7 @@ impl Plan {
         let capture = match args.output {
             _ if args.files => Capture::Files,
             OutputMode::Group => Capture::Spool,
-            OutputMode::LineBuffer if args.results.is_none() => Capture::Lines,
+            OutputMode::LineBuffer if args.results.is_none() && !args.keep_order => Capture::Lines,
             OutputMode::LineBuffer => Capture::Spool,
             OutputMode::Ungroup if args.results.is_none() => Capture::Direct,
             OutputMode::Ungroup => Capture::Spool,
@@ -141,28 +141,30 @@ impl Plan {
                     .map(PathBuf::from)
             })
             .unwrap_or_else(|| PathBuf::from("/tmp"));
-        let env = Arc::new(
-            JobEnv::new(JobConfig {
-                shell: args.shell.path.clone(),
-                timeout: args.timeout.take().map(Arc::new),
-                attempts: args.attempts,
-                capture,
-                mark,
-                dry_run: args.dry_run,
-                print_commands: args.print_commands,
-                verbose_stderr: args.verbose_stderr,
-                slot_var: args.slot_var.clone(),
-                parallel_env: args.parallel_env.clone(),
-                tmpdir,
-                tmpdir_option: args.tmpdir.clone(),
-                jobs: args.jobs,
-                term_seq: args.term_seq.clone(),
-                nice: args.nice,
-                shell_quote: args.shell_quote,
-                block_file: args.block_file,
-            })
-            .context("cannot open /dev/null")?,
-        );
+        let live = (args.keep_order && args.output == OutputMode::LineBuffer)
+            .then(|| Arc::new(LiveSpools::default()));
+        let mut env = JobEnv::new(JobConfig {
+            shell: args.shell.path.clone(),
+            timeout: args.timeout.take().map(Arc::new),
+            attempts: args.attempts,
+            capture,
+            mark,
+            dry_run: args.dry_run,
+            print_commands: args.print_commands,
+            verbose_stderr: args.verbose_stderr,
+            slot_var: args.slot_var.clone(),
+            parallel_env: args.parallel_env.clone(),
+            tmpdir,
+            tmpdir_option: args.tmpdir.clone(),
+            jobs: args.jobs,
+            term_seq: args.term_seq.clone(),
+            nice: args.nice,
+            shell_quote: args.shell_quote,
+            block_file: args.block_file,
+        })
+        .context("cannot open /dev/null")?;
+        env.live = live.clone();
+        let env = Arc::new(env);
         if let Some(limit) = args.memfree {
             tokio::spawn(kill_youngest_below(limit / 2, env.clone()));
         }
@@ -190,7 +192,7 @@ impl Plan {
                         reading,
                         round_robin: false,
                     } => {
-                        let feed = Feed::start(reading);
+                        let feed = Feed::start(reading)?;
                         let ended = feed.clone();
                         // A job per block; after the input ends, jobs made
                         // while it was being read find no block and do not
@@ -203,7 +205,7 @@ impl Plan {
                         reading,
                         round_robin: true,
                     } => {
-                        let feed = Feed::start(reading);
+                        let feed = Feed::start(reading)?;
                         tokio::spawn(feed.clone().dispatch(args.jobs));
                         let jobs: Jobs = Box::new((1..=args.jobs as u64).map(job));
                         (Some(PipeSource::RoundRobin(feed)), Some(jobs))
@@ -256,7 +258,13 @@ impl Plan {
             joblog,
             results,
             table,
-            printer: Printer::new(args.keep_order, bar.clone(), destination),
+            printer: {
+                let mut printer = Printer::new(args.keep_order, bar.clone(), destination);
+                if let Some(live) = live {
+                    printer.print_live(live);
+                }
+                printer
+            },
             bar,
             env,
             starter,

@@ -72,6 +72,8 @@ enum Event {
     KillNow,
     /// A child exited (only listened to as PID 1: see `spawn::reap_orphans`).
     ChildExited,
+    /// Time to print the oldest job's new lines (`-k --line-buffer`).
+    PrintLive,
 }
 
 impl Plan {
@@ -120,6 +122,11 @@ impl Plan {
             tally: Tally::default(),
             stopping: Stopping::new(env),
         };
+        // -k --line-buffer: the oldest job's spool files are read for new
+        // lines this often while it runs, as GNU parallel's loop does.
+        let mut live_tick = tokio::time::interval(Duration::from_millis(20));
+        live_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let live = run.printer.is_live();
         loop {
             if run.stopping.take_cancel() {
                 starter.refuse_new();
@@ -132,6 +139,7 @@ impl Plan {
                 () = output::BROKEN_PIPE_NOTIFY.notified() => Event::BrokenPipe,
                 () = sleep_until(run.stopping.kill_at) => Event::KillNow,
                 Some(()) = next_signal(&mut signals.child) => Event::ChildExited,
+                _ = live_tick.tick(), if live => Event::PrintLive,
             };
             for seq in starter.take_started() {
                 run.printer.started(seq);
@@ -143,6 +151,11 @@ impl Plan {
                 Event::BrokenPipe => run.stopping.now(EndReason::BrokenPipe),
                 Event::KillNow => run.stopping.kill_now(),
                 Event::ChildExited => run.stopping.reap_orphans(),
+                Event::PrintLive => {
+                    if let Err(e) = run.printer.poll_live() {
+                        run.stopping.output_failed(&e);
+                    }
+                }
             }
         }
         run.finish()

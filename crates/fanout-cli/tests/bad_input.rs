@@ -75,7 +75,7 @@ fn bad_flag_values_are_refused_before_any_job_starts() {
     refuses(dir.path(), &["--resume", "CMD", ":::", "a"], "--joblog");
     refuses(
         dir.path(),
-        &["-k", "--line-buffer", "CMD", ":::", "a"],
+        &["-k", "--line-buffer", "--retries", "2", "CMD", ":::", "a"],
         "--line-buffer",
     );
 }
@@ -106,7 +106,12 @@ fn gnu_parallel_options_fanout_lacks_are_refused_by_name() {
     );
     refuses(
         dir.path(),
-        &["--group-by", "1", "CMD", ":::", "a"],
+        &["--retry-failed", "--joblog", "log", "CMD"],
+        "--retry-failed",
+    );
+    refuses(
+        dir.path(),
+        &["--group-by", "1", "--pipepart", "-a", "file", "CMD"],
         "--group-by",
     );
     refuses(dir.path(), &["--tmux", "CMD", ":::", "a"], "--tmux");

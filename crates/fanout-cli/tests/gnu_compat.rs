@@ -807,6 +807,95 @@ fn pipe_blocks_match_gnu_parallel() {
 }
 
 #[test]
+fn keep_order_with_line_buffer_prints_what_gnu_parallel_prints() {
+    same_as_gnu(
+        &[
+            "-k",
+            "--lb",
+            "--tag",
+            "-j3",
+            "printf 'a\\nb'; sleep 0.{}; printf 'c\\n'; printf x",
+            ":::",
+            "3",
+            "1",
+            "2",
+        ],
+        b"",
+        false,
+    );
+    same_as_gnu(
+        &["-k", "--lb", "-j2", "seq {}", ":::", "30000", "3", "20000"],
+        b"",
+        false,
+    );
+}
+
+#[test]
+fn group_by_keeps_equal_values_in_one_block_like_gnu_parallel() {
+    let table: String = (0..3000)
+        .map(|i| format!("{}\t{}\tname{}\n", i / 7, i % 5, i / 400))
+        .collect();
+    let table = table.as_bytes();
+    for opts in [
+        &["--group-by", "1", "--block", "1k", "wc"][..],
+        &[
+            "--pipe",
+            "--group-by",
+            "3",
+            "--block",
+            "10k",
+            "-k",
+            "md5sum",
+        ],
+        &["--group-by", "1", "-N2", "sort -u | wc -l"],
+        // A Perl expression on the column's value, or on the whole line.
+        &["--group-by", "1 $_ = int($_ / 10)", "--block", "1", "wc -l"],
+        &["--group-by", "$_ = substr($_, 0, 2)", "-N1", "wc -l"],
+    ] {
+        let mut args = vec!["-k"];
+        args.extend(opts);
+        same_as_gnu(&args, table, false);
+    }
+    let csv = b"id,kind,n\n1,a,0\n1,b,0\n2,a,0\n3,c,0\n3,c,0\n";
+    // By name: the header line prefixes every block. (The last column's
+    // name ends with the newline, so GNU parallel finds no `n`.)
+    for name in ["kind", "id", "n"] {
+        same_as_gnu(
+            &[
+                "-k",
+                "--colsep",
+                ",",
+                "--group-by",
+                name,
+                "-N1",
+                "cat; echo --",
+            ],
+            csv,
+            false,
+        );
+    }
+    same_as_gnu(
+        &[
+            "-k",
+            "--colsep",
+            ",",
+            "--group-by",
+            "id",
+            "--header",
+            ":",
+            "-N1",
+            "cat; echo --",
+        ],
+        csv,
+        false,
+    );
+    // A name the header does not have, and options --group-by excludes.
+    same_as_gnu(&["--colsep", ",", "--group-by", "nope", "cat"], csv, false);
+    same_as_gnu(&["--group-by", "1", "--recend", "x", "cat"], csv, false);
+    same_as_gnu(&["--group-by", "1", "--rrs", "cat"], csv, false);
+}
+
+#[test]
 fn pipepart_splits_files_like_gnu_parallel() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("big");

@@ -143,6 +143,34 @@ fn line_buffer_never_splits_a_line() {
 }
 
 #[test]
+fn keep_order_line_buffer_prints_the_oldest_jobs_lines_while_it_runs() {
+    // Job 1 prints a line, then waits (at most 20 s) for a file the test
+    // creates only after reading that line: the line must come out while
+    // job 1 runs. Job 2's output, finished long before, follows job 1's.
+    let dir = tempfile::tempdir().unwrap();
+    let flag = dir.path().join("seen");
+    let job1 = format!(
+        "echo first; i=0; while [ ! -e {f} ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i+1)); done; \
+         if [ -e {f} ]; then echo last; else echo 'not printed while running'; fi",
+        f = flag.display()
+    );
+    let mut child = fanout()
+        .args(["-k", "--lb", "-j2", "{}", ":::", &job1, "echo second"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line, "first\n");
+    std::fs::write(&flag, "").unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    assert_eq!(rest, "last\nsecond\n");
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
 fn a_closed_stdout_pipe_exits_quietly() {
     let mut child = fanout()
         .args([

@@ -265,7 +265,6 @@ pub(crate) const REFUSED: &[Refused] = &[
     ),
     r(&["shard"], None, Arity::Value, NOT_YET),
     r(&["bin"], None, Arity::Value, NOT_YET),
-    r(&["group-by", "groupby"], None, Arity::Value, NOT_YET),
     r(
         &["hgrp", "hostgrp", "hostgroup", "hostgroups"],
         None,

@@ -18,7 +18,7 @@ use crate::cpus::Cpus;
 use crate::input::{Inputs, ReadRules, SourceDecl, SourceSpec};
 use crate::job::BlockFile;
 use crate::limits::Timeout;
-use crate::pipe::{Cutting, Part, Reading, Separators};
+use crate::pipe::{Cutting, GroupBy, Part, Reading, Separators};
 use crate::shell::Shell;
 use crate::template::{usable_line_length, Compiler, LengthModel, Parens, Rpls, Template, Trim};
 use crate::termseq::TermSeq;
@@ -257,7 +257,22 @@ impl HiArgs {
         HiArgs::from_low(low).map(|c| Parsed::Run(Box::new(c)))
     }
 
-    fn from_low(low: LowArgs) -> anyhow::Result<HiArgs> {
+    fn from_low(mut low: LowArgs) -> anyhow::Result<HiArgs> {
+        if low.group_by.is_some() {
+            if low.remove_rec_sep {
+                bail!("--remove-rec-sep is not compatible with --groupby");
+            }
+            if low.recstart.is_some() {
+                bail!("--recstart is not compatible with --groupby");
+            }
+            if low.recend.as_ref().is_some_and(|e| e != "\n") {
+                bail!("--recend is not compatible with --groupby");
+            }
+            if low.pipe_part {
+                bail!("--group-by with --pipepart is not supported by fanout; use --pipe (give the file on standard input)");
+            }
+            low.pipe = true;
+        }
         let cpus = Cpus::detect();
         let ncpus = if low.use_sockets {
             cpus.sockets
@@ -326,8 +341,8 @@ impl HiArgs {
         let dry_run = low.dry_run;
         let output = output_mode(&low, dry_run)?;
         let keep_order = low.keep_order && !low.no_keep_order;
-        if output == OutputMode::LineBuffer && keep_order {
-            bail!("--line-buffer with -k is not supported by fanout: -k holds output back until earlier jobs finish");
+        if output == OutputMode::LineBuffer && keep_order && attempts > 1 {
+            bail!("--line-buffer with -k and --retries is not supported by fanout: a failed attempt's lines would already be printed");
         }
         let shell = Shell::detect()?;
         let parallel_env = parallel_env()?;
@@ -906,6 +921,17 @@ fn pipe_setup(low: &LowArgs, sources: &[RawSource], jobs: usize) -> anyhow::Resu
     } else {
         block as usize
     };
+    let group_by = low
+        .group_by
+        .as_deref()
+        .map(|spec| Box::new(GroupBy::new(spec, low.colsep.as_deref())));
+    let separators = match &group_by {
+        Some(g) => Separators::Fixed {
+            end: Vec::new(),
+            start: g.separator.clone(),
+        },
+        None => separators,
+    };
     Ok(PipeSetup::Stream {
         reading: Reading {
             cutting: Cutting {
@@ -917,7 +943,8 @@ fn pipe_setup(low: &LowArgs, sources: &[RawSource], jobs: usize) -> anyhow::Resu
             },
             header,
             skip_first_line: low.skip_first_line,
-            remove_rec_sep: low.remove_rec_sep,
+            remove_rec_sep: low.remove_rec_sep || group_by.is_some(),
+            group_by,
         },
         round_robin: low.round_robin,
     })

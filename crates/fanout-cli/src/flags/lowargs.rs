@@ -528,6 +528,17 @@ pub(crate) struct LowArgs {
     #[arg(long = "remove-rec-sep", aliases = ["removerecsep", "rrs"])]
     pub(crate) remove_rec_sep: bool,
 
+    /// --pipe: keep records whose column COL (a number from 1, or a name
+    /// from the header line), optionally changed by a Perl expression, has
+    /// the same value in one block; implies --pipe.
+    #[arg(
+        long = "group-by",
+        alias = "groupby",
+        value_name = "COL [PERL]",
+        allow_hyphen_values = true
+    )]
+    pub(crate) group_by: Option<String>,
+
     /// Give blocks to -j long-running jobs in turn instead of a job per
     /// block.
     #[arg(long = "round-robin", aliases = ["roundrobin", "round"])]

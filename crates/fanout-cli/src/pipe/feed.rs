@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use regex::bytes::Regex;
 
 use super::chunker::{self, Cutting, Separators};
+use super::group_by::GroupBy;
 
 /// A block for one job: the header (`--header`), then the records.
 #[derive(Debug, Clone)]
@@ -148,6 +149,8 @@ pub(crate) struct Reading {
     pub(crate) skip_first_line: bool,
     /// `--remove-rec-sep`.
     pub(crate) remove_rec_sep: bool,
+    /// `--group-by`: standard input goes through its filter first.
+    pub(crate) group_by: Option<Box<GroupBy>>,
 }
 
 impl Stdin {
@@ -160,8 +163,17 @@ impl Stdin {
 }
 
 impl Feed {
-    /// Starts the reader thread on standard input.
-    pub(crate) fn start(reading: Reading) -> Arc<Feed> {
+    /// Starts the reader thread on standard input (through the
+    /// `--group-by` filter, started here, if there is one).
+    ///
+    /// # Errors
+    /// The `--group-by` filter cannot start.
+    pub(crate) fn start(reading: Reading) -> anyhow::Result<Arc<Feed>> {
+        let filter = reading
+            .group_by
+            .as_deref()
+            .map(GroupBy::start)
+            .transpose()?;
         let (tx, rx) = tokio::sync::mpsc::channel::<Block>(1);
         let feed = Arc::new(Feed {
             rx: tokio::sync::Mutex::new(rx),
@@ -174,16 +186,31 @@ impl Feed {
         });
         let reader_feed = feed.clone();
         std::thread::spawn(move || {
-            let mut stdin = std::io::stdin().lock();
-            let result = read_blocks(&reading, &mut stdin, &mut |block| {
-                tx.blocking_send(block).is_ok()
-            });
+            // The run stopped taking blocks: the filter's end is no error.
+            let mut stopped = false;
+            let mut send = |block| {
+                let sent = tx.blocking_send(block).is_ok();
+                stopped |= !sent;
+                sent
+            };
+            let result = match filter {
+                None => read_blocks(&reading, &mut std::io::stdin().lock(), None, &mut send)
+                    .map_err(|e| format!("cannot read standard input: {e}")),
+                Some(mut filter) => {
+                    let header = filter.header.take();
+                    let read = read_blocks(&reading, &mut filter, header, &mut send)
+                        .map_err(|e| format!("cannot read --group-by's perl filter: {e}"));
+                    let finished = filter.finish(stopped).map_err(|e| format!("{e:#}"));
+                    read.and(finished)
+                }
+            };
+            // Set before `tx` drops, so a job that finds no block sees it.
             if let Err(e) = result {
-                *reader_feed.error.lock().unwrap_or_else(|p| p.into_inner()) =
-                    Some(format!("cannot read standard input: {e}"));
+                *reader_feed.error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
             }
+            drop(tx);
         });
-        feed
+        Ok(feed)
     }
 
     /// Job `seq`'s block: waits until job `seq - 1` has taken its own, then
@@ -314,6 +341,7 @@ impl Feed {
 pub(crate) fn read_blocks(
     reading: &Reading,
     input: &mut dyn Read,
+    preset_header: Option<Vec<u8>>,
     emit: &mut dyn FnMut(Block) -> bool,
 ) -> std::io::Result<()> {
     if reading.skip_first_line {
@@ -321,9 +349,10 @@ pub(crate) fn read_blocks(
         while input.read(&mut byte)? == 1 && byte[0] != b'\n' {}
     }
     let mut buf = Vec::new();
-    let header: Arc<[u8]> = match &reading.header {
-        Some(re) => find_header(re, input, &mut buf, reading.cutting.block)?.into(),
-        None => Arc::from(&b""[..]),
+    let header: Arc<[u8]> = match (preset_header, &reading.header) {
+        (Some(h), _) => h.into(),
+        (None, Some(re)) => find_header(re, input, &mut buf, reading.cutting.block)?.into(),
+        (None, None) => Arc::from(&b""[..]),
     };
     let separators = reading.cutting.separators.clone();
     let remove = reading.remove_rec_sep;
@@ -511,9 +540,10 @@ mod tests {
             header: Some(Regex::new("\\A(?:.*\\n)").unwrap()),
             skip_first_line: false,
             remove_rec_sep: false,
+            group_by: None,
         };
         let mut blocks = Vec::new();
-        read_blocks(&reading, &mut &b"h\n1\n2\n"[..], &mut |b| {
+        read_blocks(&reading, &mut &b"h\n1\n2\n"[..], None, &mut |b| {
             blocks.push((b.header.to_vec(), b.data.to_vec()));
             true
         })

@@ -15,8 +15,10 @@
 
 mod chunker;
 mod feed;
+mod group_by;
 
 pub(crate) use chunker::{Cutting, Separators};
 pub(crate) use feed::{
     is_seekable, part_positions, start_tee, Block, Feed, Part, Reading, Stdin, TeeSlot,
 };
+pub(crate) use group_by::GroupBy;
