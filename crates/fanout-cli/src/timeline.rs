@@ -96,11 +96,14 @@ pub(crate) fn main(argv: Vec<OsString>) -> i32 {
         Err(e) => {
             let kind = e.kind();
             let _ = e.print();
-            return if matches!(kind, clap::error::ErrorKind::DisplayHelp) {
-                0
-            } else {
-                crate::run::TOOL_ERROR
-            };
+            if matches!(kind, clap::error::ErrorKind::DisplayHelp) {
+                return 0;
+            }
+            eprintln!(
+                "fanout: `fanout timeline` draws a joblog; to run a program named timeline, \
+                 write `fanout -- timeline ...`"
+            );
+            return crate::run::TOOL_ERROR;
         }
     };
     match draw(&args) {

@@ -9,21 +9,21 @@ use super::gnu::{self, Arity, OptionInfo, REFUSED};
 
 /// How `fanout` differs from GNU parallel; shown at the end of `--help`.
 pub(crate) const DIFFERENCES: &str = "\
-Differences from GNU parallel (see docs/CLI.md for the full list):
-  * Commands without shell syntax are executed directly (no shell), with
-    the same words the shell would give them.
-  * --joblog writes a sidecar FILE.fanout holding a fingerprint of the command
-    and inputs; --resume and --resume-failed refuse a joblog from another
-    command or input list, and ignore a torn last line. A run locks its
-    joblog, and kills what a SIGKILLed earlier run of it left behind.
-  * The joblog line is written when a job completes, before its output is
-    printed (with -k, possibly long before), so a SIGKILL re-runs at most -j
-    jobs on --resume. Jobs killed because fanout was interrupted or halted
-    (--halt now) get no joblog line, so --resume runs them again.
+Differences from GNU parallel 20221122 (docs/CLI.md has the details):
+  * --joblog FILE also writes FILE.fanout, a fingerprint of the command and
+    inputs: --resume and --resume-failed refuse a joblog from another command
+    or input list (or from GNU parallel) instead of skipping jobs by number,
+    and ignore a torn last line. The line is written when a job completes, so
+    a SIGKILL re-runs at most -j jobs. A run locks its joblog and kills what a
+    SIGKILLed earlier run of it left behind. --retry-failed is refused.
   * Interrupted by SIGINT or SIGTERM, fanout exits with 128 + the signal; when
     its stdout is closed (fanout ... | head) it stops quietly with exit 0.
-  * -j 0 is refused. Remote execution (-S), --pipe and a few other options
-    are refused with a message naming them.";
+  * Perl expressions run in one perl process, once per job and input (GNU
+    parallel sometimes evaluates them twice: visible only with side effects).
+  * Inputs must be UTF-8. Remote execution, SQL, sem, tmux, --tty, colours,
+    env_parallel, --embed and a few rarer options are refused by name.
+  * `fanout timeline JOBLOG` draws a run; `fanout --generate man|bash|zsh|fish`
+    prints the man page or completions.";
 
 /// The options and command words, as parsed by clap.
 #[derive(Debug, Parser, Default)]

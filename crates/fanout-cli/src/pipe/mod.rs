@@ -7,7 +7,9 @@
 //! is waiting and one is being read: memory stays within about
 //! `(jobs + 2) × --block`. Jobs made after the input ended take no block
 //! and do not run, as GNU parallel's "virgin" jobs. With `--round-robin`,
-//! `-j` jobs each take block after block until the input ends.
+//! `-j` jobs each take block after block until the input ends. With
+//! `--group-by`, standard input first goes through GNU parallel's Perl
+//! filter ([`group_by`]), which marks where a column's value changes.
 //!
 //! With `--pipepart -a FILE`, the file is cut at record boundaries near
 //! multiples of the block size without reading it all, and each job's
