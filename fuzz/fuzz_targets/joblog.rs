@@ -1,5 +1,6 @@
-//! Fuzzes the joblog reader (`joblog::parse`), the part of `--resume` that
-//! reads a file a killed run may have torn.
+//! Fuzzes the joblog reader (`joblog::parse`: the library's journal reader,
+//! `fanout::journal::parse`, with the command's GNU parallel format), the
+//! part of `--resume` that reads a file a killed run may have torn.
 //!
 //! Checked, besides "no panic": the valid prefix is a prefix of the input
 //! that ends at a line boundary; anything after it is only a torn last line;
@@ -37,13 +38,14 @@ fuzz_target!(|data: &[u8]| {
         assert!(newlines == 0 || (newlines == 1 && tail.ends_with(b"\n")));
     }
     let mut again = joblog::HEADER.as_bytes().to_vec();
-    for record in &contents.records {
+    for (seq, record) in &contents.records {
+        assert_eq!(*seq, record.seq);
         again.extend_from_slice(record.to_line().as_bytes());
     }
     let reread = joblog::parse(&again).expect("re-reading written records");
     assert!(!reread.torn);
     assert_eq!(reread.records.len(), contents.records.len());
-    for (a, b) in contents.records.iter().zip(&reread.records) {
+    for ((_, a), (_, b)) in contents.records.iter().zip(&reread.records) {
         assert_eq!(
             (a.seq, a.exitval, a.signal, a.received, &a.command),
             (b.seq, b.exitval, b.signal, b.received, &b.command)

@@ -1,30 +1,34 @@
-//! The journal: GNU parallel's `--joblog` format, written so that a SIGKILL
-//! at any instant leaves a log that `--resume` can trust.
+//! The journal: GNU parallel's `--joblog` format, written with the
+//! library's crash-safe journal (`fanout::journal`), so that a SIGKILL at
+//! any instant leaves a log that `--resume` can trust.
 //!
-//! The joblog itself is byte-compatible with GNU parallel (header line, then
-//! one tab-separated record per finished job). Beside it, `FILE.fanout`
+//! This file only says what a joblog line is ([`GnuJoblog`], byte-compatible
+//! with GNU parallel: header line, then one tab-separated record per
+//! finished job) and words the library's errors for the command. The
+//! library does the rest: the lock, the torn-last-line rule, one `write` per
+//! record, the `--joblog-sync` policy, and the sidecar `FILE.fanout`, which
 //! holds a fingerprint of the command and the input list, and the id of the
-//! last run with whether it finished; GNU tools never look at it. A resume
-//! checks the fingerprint, ignores a torn last line (no newline or not nine
-//! fields) and cuts it off before appending, so the next record starts on a
-//! line of its own.
+//! last run with whether it finished (GNU tools never look at it).
 
 use std::collections::HashSet;
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::io;
+use std::path::Path;
 
-use anyhow::{bail, Context};
+use anyhow::anyhow;
+use fanout::journal::{
+    self, sidecar_path, Contents, Damaged, EncodeError, Error, Journal, Options, RecordFormat,
+    SyncPolicy,
+};
+pub(crate) use fanout::journal::{Fingerprint, RunId};
 
 /// The header line GNU parallel writes.
 pub(crate) const HEADER: &str =
     "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand\n";
 
-/// The first line of the sidecar file; names its format version.
-const SIDECAR_MAGIC: &str = "fanout-joblog 2";
+/// The sidecar's kind, on its first line (`fanout-joblog 2`).
+const SIDECAR_KIND: &str = "fanout-joblog";
 
-/// The first line of the first version, which had no run id.
+/// The first line of the sidecar's first layout, which had no run id.
 const SIDECAR_MAGIC_V1: &str = "fanout-joblog-fingerprint 1";
 
 /// One finished job, as one joblog line.
@@ -58,10 +62,21 @@ impl JobRecord {
     /// The line, newline-terminated, in GNU parallel's layout. Newlines in
     /// the command become NUL bytes, as GNU parallel does, so that one
     /// record stays one line.
+    #[cfg_attr(
+        not(test),
+        allow(dead_code, reason = "the tests and the fuzz target write lines")
+    )]
     pub(crate) fn to_line(&self) -> String {
+        let mut line = self.fields(self.seq);
+        line.push('\n');
+        line
+    }
+
+    /// The line without its newline, with `seq` in the first column.
+    fn fields(&self, seq: u64) -> String {
         format!(
-            "{}\t:\t{:.3}\t{:10.3}\t{}\t{}\t{}\t{}\t{}\n",
-            self.seq,
+            "{}\t:\t{:.3}\t{:10.3}\t{}\t{}\t{}\t{}\t{}",
+            seq,
             self.start,
             self.runtime,
             self.sent,
@@ -73,6 +88,8 @@ impl JobRecord {
     }
 
     /// Parses one line without its newline; `None` if it is not a record.
+    /// Nine fields are required, so a line cut short (`12` of `125\t...`)
+    /// is never a record.
     fn parse(line: &str) -> Option<JobRecord> {
         let f: Vec<&str> = line.splitn(9, '\t').collect();
         if f.len() != 9 {
@@ -91,119 +108,59 @@ impl JobRecord {
     }
 }
 
-/// What a joblog holds, read leniently at its tail and strictly elsewhere.
-#[derive(Debug, Default)]
-pub(crate) struct Contents {
-    /// Every complete record, in file order.
-    pub(crate) records: Vec<JobRecord>,
-    /// The length of the valid prefix; bytes after it are a torn line.
-    pub(crate) valid_len: u64,
-    /// Whether a torn last line was found (and is to be ignored).
-    pub(crate) torn: bool,
+/// GNU parallel's joblog as a journal format: the key is the job's seq.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct GnuJoblog;
+
+impl RecordFormat for GnuJoblog {
+    type Key = u64;
+    type Value = JobRecord;
+
+    fn kind(&self) -> &str {
+        SIDECAR_KIND
+    }
+
+    fn header(&self) -> &str {
+        HEADER.trim_end_matches('\n')
+    }
+
+    fn encode(&self, seq: &u64, record: &JobRecord, line: &mut Vec<u8>) -> Result<(), EncodeError> {
+        line.extend_from_slice(record.fields(*seq).as_bytes());
+        Ok(())
+    }
+
+    fn decode(&self, line: &[u8]) -> Option<(u64, JobRecord)> {
+        let record = JobRecord::parse(std::str::from_utf8(line).ok()?)?;
+        Some((record.seq, record))
+    }
+
+    fn legacy_sidecar(&self) -> Option<&str> {
+        Some(SIDECAR_MAGIC_V1)
+    }
 }
 
-/// Parses joblog bytes.
+/// Reads joblog bytes: every complete record, leniently at the tail (a torn
+/// last line is ignored) and strictly elsewhere.
 ///
 /// # Errors
 /// A complete line that is not a record, anywhere but at the end: that is
 /// not a torn write but a damaged or foreign file.
-pub(crate) fn parse(bytes: &[u8]) -> anyhow::Result<Contents> {
-    let mut contents = Contents::default();
-    let mut offset = 0usize;
-    let mut line_no = 0usize;
-    while offset < bytes.len() {
-        line_no += 1;
-        let rest = &bytes[offset..];
-        let Some(newline) = rest.iter().position(|&b| b == b'\n') else {
-            contents.torn = true;
-            break;
-        };
-        let line = &rest[..newline];
-        let is_last = offset + newline + 1 == bytes.len();
-        if line_no == 1 {
-            if line != HEADER.trim_end().as_bytes() {
-                bail!("line 1 is not GNU parallel's joblog header");
-            }
-        } else {
-            match std::str::from_utf8(line).ok().and_then(JobRecord::parse) {
-                Some(record) => contents.records.push(record),
-                // A kill cannot tear a line and still write its newline, so
-                // only the final line may be a fragment (from a filesystem
-                // that lost the tail after a power cut, say).
-                None if is_last => {
-                    contents.torn = true;
-                    break;
-                }
-                None => bail!("line {line_no} is not a joblog record"),
-            }
-        }
-        offset += newline + 1;
-    }
-    contents.valid_len = offset as u64;
-    Ok(contents)
-}
-
-/// A 64-bit FNV-1a hash of the command and input list, stable across
-/// builds (unlike `std`'s hasher), which is what a file on disk needs.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Fingerprint(u64);
-
-impl Fingerprint {
-    /// Hashes length-prefixed pieces, so that `["ab", "c"]` and `["a", "bc"]`
-    /// differ.
-    pub(crate) fn of(visit: impl FnOnce(&mut dyn FnMut(&[u8]))) -> Fingerprint {
-        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        let mut feed = |bytes: &[u8]| {
-            for &b in (bytes.len() as u64).to_le_bytes().iter().chain(bytes) {
-                hash ^= u64::from(b);
-                hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-            }
-        };
-        visit(&mut feed);
-        Fingerprint(hash)
-    }
-
-    fn hex(self) -> String {
-        format!("{:016x}", self.0)
-    }
+#[cfg_attr(
+    not(test),
+    allow(dead_code, reason = "the tests and the fuzz target read bytes")
+)]
+pub(crate) fn parse(bytes: &[u8]) -> Result<Contents<u64, JobRecord>, Damaged> {
+    journal::parse(&GnuJoblog, bytes)
 }
 
 /// The open journal of the current run.
 #[derive(Debug)]
 pub(crate) struct Joblog {
-    file: File,
-    path: PathBuf,
-    sidecar: Sidecar,
+    journal: Journal<GnuJoblog>,
 }
 
 /// The seqs a resumed run must skip.
 pub(crate) type Skip = HashSet<u64>;
-
-/// A run's id: its jobs carry it (see `leftovers`), so that a later run can
-/// tell what a killed run left behind from what a finished one left on
-/// purpose.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct RunId(u64);
-
-impl RunId {
-    /// A fresh id: random bytes from the kernel, or the time and pid.
-    fn new() -> RunId {
-        let mut bytes = [0u8; 8];
-        let random = File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
-        if random.is_ok() {
-            return RunId(u64::from_le_bytes(bytes));
-        }
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        RunId(nanos ^ (u64::from(std::process::id()) << 32))
-    }
-
-    /// The id as 16 hex digits.
-    pub(crate) fn hex(self) -> String {
-        format!("{:016x}", self.0)
-    }
-}
 
 /// An earlier run of the journal that did not finish (fanout was killed):
 /// processes it left may still run.
@@ -227,13 +184,6 @@ pub(crate) struct Opened {
     pub(crate) unfinished: Option<Unfinished>,
 }
 
-/// The sidecar's path: `FILE.fanout`.
-pub(crate) fn sidecar_path(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".fanout");
-    PathBuf::from(name)
-}
-
 impl Joblog {
     /// Starts a new joblog at `path`, replacing any old one, as GNU
     /// parallel's `--joblog` does without `--resume`.
@@ -245,15 +195,18 @@ impl Joblog {
         path: &Path,
         fingerprint: Fingerprint,
         summary: &str,
+        sync: SyncPolicy,
     ) -> anyhow::Result<Opened> {
-        let file = open_locked(path)?;
-        let unfinished = previous_run(path);
-        let log = start_fresh(path, file, fingerprint, summary)?;
+        let opened = options(fingerprint, summary, sync)
+            .create(path, GnuJoblog)
+            .map_err(|e| explain(path, e))?;
         Ok(Opened {
-            log,
             skip: Skip::new(),
-            torn: false,
-            unfinished,
+            torn: opened.torn,
+            unfinished: unfinished(opened.previous),
+            log: Joblog {
+                journal: opened.journal,
+            },
         })
     }
 
@@ -271,75 +224,47 @@ impl Joblog {
         fingerprint: Fingerprint,
         summary: &str,
         only_succeeded: bool,
+        sync: SyncPolicy,
     ) -> anyhow::Result<Opened> {
-        let mut file = open_locked(path)?;
-        let unfinished = previous_run(path);
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)
-            .with_context(|| format!("cannot read joblog {}", path.display()))?;
-        let contents = if bytes.len() < HEADER.len() && HEADER.as_bytes().starts_with(&bytes) {
-            // Killed while writing the header: nothing was recorded yet.
-            Contents {
-                records: Vec::new(),
-                valid_len: 0,
-                torn: !bytes.is_empty(),
-            }
-        } else {
-            parse(&bytes).with_context(|| {
-                format!(
-                    "joblog {} is damaged, so it cannot say what already ran; \
-                     remove it to start over",
-                    path.display()
-                )
-            })?
-        };
-        if contents.records.is_empty() {
-            let log = start_fresh(path, file, fingerprint, summary)?;
-            return Ok(Opened {
-                log,
-                skip: Skip::new(),
-                torn: contents.torn,
-                unfinished,
-            });
-        }
-        check_sidecar(path, fingerprint)?;
-        let skip = contents
-            .records
-            .iter()
-            .filter(|r| !only_succeeded || r.is_success())
-            .map(|r| r.seq)
+        let opened = options(fingerprint, summary, sync)
+            .resume(path, GnuJoblog)
+            .map_err(|e| explain(path, e))?;
+        let mut journal = opened.journal;
+        // As GNU parallel: a job with any record was run, and one with any
+        // successful record succeeded.
+        let skip = journal
+            .load()
+            .map_err(|e| explain(path, e))?
+            .into_iter()
+            .filter(|(_, record)| !only_succeeded || record.is_success())
+            .map(|(seq, _)| seq)
             .collect();
-        // Appends land after the cut, so the next record starts its own line.
-        file.set_len(contents.valid_len)
-            .with_context(|| format!("cannot cut the torn line off {}", path.display()))?;
-        let sidecar = Sidecar::running(fingerprint, summary);
-        sidecar.write(path)?;
         Ok(Opened {
-            log: Joblog {
-                file,
-                path: path.to_owned(),
-                sidecar,
-            },
+            log: Joblog { journal },
             skip,
-            torn: contents.torn,
-            unfinished,
+            torn: opened.torn,
+            unfinished: unfinished(opened.previous),
         })
     }
 
     /// This run's id.
     pub(crate) fn run_id(&self) -> RunId {
-        self.sidecar.run
+        self.journal.run_id()
     }
 
     /// Appends one record with a single `write` on an `O_APPEND` file, so a
-    /// kill leaves either the whole line or a prefix of it at the end.
-    /// There is no fsync: the record survives the death of fanout, not
-    /// necessarily a power cut (the torn-tail rule covers what it loses).
+    /// kill leaves either the whole line or a prefix of it at the end; then
+    /// syncs as `--joblog-sync` says.
     ///
     /// # Errors
-    /// The write fails (disk full, say).
-    pub(crate) fn append(&mut self, record: &JobRecord) -> std::io::Result<()> {
-        self.file.write_all(record.to_line().as_bytes())
+    /// The write or the sync fails (disk full, say).
+    pub(crate) fn append(&mut self, record: &JobRecord) -> io::Result<()> {
+        self.journal
+            .record(&record.seq, record)
+            .map_err(|e| match e {
+                Error::Io { source, .. } => source,
+                other => io::Error::other(other),
+            })
     }
 
     /// Records that this run finished (rather than being killed): what its
@@ -347,216 +272,82 @@ impl Joblog {
     ///
     /// # Errors
     /// The sidecar cannot be written.
-    pub(crate) fn finish(mut self) -> anyhow::Result<()> {
-        self.sidecar.finished = true;
-        self.sidecar.write(&self.path)
+    pub(crate) fn finish(self) -> anyhow::Result<()> {
+        let path = self.journal.path().to_owned();
+        self.journal.finish().map_err(|e| explain(&path, e))
     }
 }
 
-/// Opens (creating) the joblog for appending and takes an exclusive lock
-/// on it for the life of the run: two runs appending to one journal would
-/// each skip the other's jobs, and the lock also tells a later run that any
-/// process still marked with this journal is an orphan. The kernel drops the
-/// lock when fanout dies, SIGKILL included.
-fn open_locked(path: &Path) -> anyhow::Result<File> {
-    let file = OpenOptions::new()
-        .read(true)
-        .append(true)
-        .create(true)
-        .open(path)
-        .with_context(|| format!("cannot open joblog {}", path.display()))?;
-    // SAFETY: flock on a file descriptor we own; no memory is involved.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        let err = std::io::Error::last_os_error();
-        if err.kind() == std::io::ErrorKind::WouldBlock {
-            bail!(
-                "joblog {} is in use by another running fanout; wait for it to finish \
-                 or use another --joblog",
-                path.display()
-            );
-        }
-        return Err(err).with_context(|| format!("cannot lock joblog {}", path.display()));
-    }
-    Ok(file)
+fn options(fingerprint: Fingerprint, summary: &str, sync: SyncPolicy) -> Options {
+    Options::new(fingerprint).summary(summary).sync(sync)
 }
 
-/// Empties the locked joblog and starts it over for this command and input
-/// list.
-fn start_fresh(
-    path: &Path,
-    mut file: File,
-    fingerprint: Fingerprint,
-    summary: &str,
-) -> anyhow::Result<Joblog> {
-    // The sidecar goes first: a kill between the two leaves a sidecar and a
-    // journal without records, which a resume starts afresh.
-    let sidecar = Sidecar::running(fingerprint, summary);
-    sidecar.write(path)?;
-    file.set_len(0)
-        .and_then(|()| file.write_all(HEADER.as_bytes()))
-        .with_context(|| format!("cannot write joblog {}", path.display()))?;
-    Ok(Joblog {
-        file,
-        path: path.to_owned(),
-        sidecar,
-    })
+/// The earlier run, if it did not finish.
+fn unfinished(previous: Option<journal::PreviousRun>) -> Option<Unfinished> {
+    previous
+        .filter(|run| !run.finished)
+        .map(|run| Unfinished { run: run.id })
 }
 
-/// The sidecar `FILE.fanout`: which command and input list the journal
-/// belongs to, and the last run and whether it finished.
-#[derive(Debug, Clone)]
-struct Sidecar {
-    fingerprint: String,
-    run: RunId,
-    finished: bool,
-    summary: String,
-}
-
-/// A sidecar as read: `run` is `None` in the first format.
-#[derive(Debug)]
-struct ReadSidecar {
-    fingerprint: String,
-    run: Option<(RunId, bool)>,
-    summary: String,
-}
-
-impl Sidecar {
-    /// The sidecar of a new run, not finished yet.
-    fn running(fingerprint: Fingerprint, summary: &str) -> Sidecar {
-        Sidecar {
-            fingerprint: fingerprint.hex(),
-            run: RunId::new(),
-            finished: false,
-            summary: summary.replace('\n', " "),
-        }
-    }
-
-    /// Writes it atomically (a temporary file renamed over it, synced first).
-    fn write(&self, path: &Path) -> anyhow::Result<()> {
-        let sidecar = sidecar_path(path);
-        let mut tmp = sidecar.clone().into_os_string();
-        tmp.push(".tmp");
-        let text = format!(
-            "{SIDECAR_MAGIC}\nfingerprint {}\nrun {} {}\nsummary {}\n",
-            self.fingerprint,
-            self.run.hex(),
-            if self.finished { "finished" } else { "running" },
-            self.summary
-        );
-        let write = || -> std::io::Result<()> {
-            let mut f = File::create(&tmp)?;
-            f.write_all(text.as_bytes())?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &sidecar)
-        };
-        write().with_context(|| {
-            format!(
-                "cannot write the joblog's fingerprint file {}",
-                sidecar.display()
-            )
-        })
-    }
-
-    /// Reads the sidecar of `path`: `Ok(None)` if there is none.
-    ///
-    /// # Errors
-    /// It cannot be read, or is not a fanout sidecar.
-    fn read(path: &Path) -> anyhow::Result<Option<ReadSidecar>> {
-        let sidecar = sidecar_path(path);
-        let text = match std::fs::read_to_string(&sidecar) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e).with_context(|| format!("cannot read {}", sidecar.display())),
-        };
-        let not_ours = || {
-            anyhow::anyhow!(
-                "{} is not a fanout fingerprint file; remove it and the joblog to start over",
-                sidecar.display()
-            )
-        };
-        let mut lines = text.lines();
-        let magic = lines.next().ok_or_else(not_ours)?;
-        let fingerprint = lines
-            .next()
-            .and_then(|l| l.strip_prefix("fingerprint "))
-            .ok_or_else(not_ours)?
-            .to_owned();
-        if magic == SIDECAR_MAGIC_V1 {
-            let summary = lines.next().unwrap_or("").to_owned();
-            return Ok(Some(ReadSidecar {
-                fingerprint,
-                run: None,
-                summary,
-            }));
-        }
-        if magic != SIDECAR_MAGIC {
-            return Err(not_ours());
-        }
-        let run = lines
-            .next()
-            .and_then(|l| l.strip_prefix("run "))
-            .and_then(|l| l.split_once(' '))
-            .and_then(|(id, state)| {
-                let id = RunId(u64::from_str_radix(id, 16).ok()?);
-                match state {
-                    "running" => Some((id, false)),
-                    "finished" => Some((id, true)),
-                    _ => None,
-                }
-            })
-            .ok_or_else(not_ours)?;
-        let summary = lines
-            .next()
-            .and_then(|l| l.strip_prefix("summary "))
-            .unwrap_or("")
-            .to_owned();
-        Ok(Some(ReadSidecar {
-            fingerprint,
-            run: Some(run),
-            summary,
-        }))
-    }
-}
-
-/// The earlier run of the journal at `path`, if it did not finish. Only
-/// meaningful while holding the journal's lock (which proves that run's
-/// fanout is gone). An unreadable sidecar says nothing: no run is assumed.
-fn previous_run(path: &Path) -> Option<Unfinished> {
-    match Sidecar::read(path) {
-        Ok(Some(ReadSidecar {
-            run: Some((id, false)),
-            ..
-        })) => Some(Unfinished { run: Some(id) }),
-        Ok(Some(ReadSidecar { run: None, .. })) => Some(Unfinished { run: None }),
-        _ => None,
-    }
-}
-
-fn check_sidecar(path: &Path, fingerprint: Fingerprint) -> anyhow::Result<()> {
+/// The library's error, worded for the command: its flags, and what GNU
+/// parallel users expect.
+fn explain(path: &Path, error: Error) -> anyhow::Error {
     let sidecar = sidecar_path(path);
-    let Some(read) = Sidecar::read(path)? else {
-        bail!(
-            "joblog {} has no fingerprint file {} (was it written by GNU parallel?), so fanout cannot \
-             check that it belongs to this command and input list; remove the joblog to start over",
+    match error {
+        Error::Locked { .. } => anyhow!(
+            "joblog {} is in use by another running fanout; wait for it to finish \
+             or use another --joblog",
+            path.display()
+        ),
+        Error::Mismatch { summary, .. } => anyhow!(
+            "joblog {} was written for a different command or input list ({summary}); resuming it \
+             would skip the wrong jobs. Run the same command with the same inputs, or remove {} \
+             and {} to start over",
+            path.display(),
             path.display(),
             sidecar.display()
-        );
-    };
-    if read.fingerprint != fingerprint.hex() {
-        bail!(
-            "joblog {} was written for a different command or input list ({}); resuming it would \
-             skip the wrong jobs. Run the same command with the same inputs, or remove {} and {} to start over",
-            path.display(),
-            read.summary,
+        ),
+        Error::NoSidecar { .. } => anyhow!(
+            "joblog {} has no fingerprint file {} (was it written by GNU parallel?), so fanout \
+             cannot check that it belongs to this command and input list; remove the joblog to \
+             start over",
             path.display(),
             sidecar.display()
-        );
+        ),
+        Error::BadSidecar { .. } => anyhow!(
+            "{} is not a fanout fingerprint file; remove it and the joblog to start over",
+            sidecar.display()
+        ),
+        Error::Damaged { damage, .. } => {
+            let what = match damage.line() {
+                1 => "line 1 is not GNU parallel's joblog header".to_owned(),
+                n => format!("line {n} is not a joblog record"),
+            };
+            anyhow!(what).context(format!(
+                "joblog {} is damaged, so it cannot say what already ran; remove it to start over",
+                path.display()
+            ))
+        }
+        Error::Io {
+            path: file,
+            action,
+            source,
+        } => anyhow::Error::new(source).context(format!(
+            "cannot {} {}",
+            action
+                .replace("journal's sidecar", "joblog's fingerprint file")
+                .replace("journal", "joblog"),
+            file.display()
+        )),
+        other => anyhow::Error::new(other),
     }
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
+    use std::fs::OpenOptions;
+    use std::io::Write;
+
     use super::*;
 
     fn record(seq: u64, exitval: i32) -> JobRecord {
@@ -573,8 +364,14 @@ mod tests {
     }
 
     fn fp(n: u8) -> Fingerprint {
-        Fingerprint::of(|feed| feed(&[n]))
+        Fingerprint::of([[n]])
     }
+
+    fn records(contents: &Contents<u64, JobRecord>) -> Vec<JobRecord> {
+        contents.records.iter().map(|(_, r)| r.clone()).collect()
+    }
+
+    const NONE: SyncPolicy = SyncPolicy::None;
 
     #[test]
     fn records_use_gnu_parallels_layout() {
@@ -582,6 +379,10 @@ mod tests {
             record(2, 1).to_line(),
             "2\t:\t1795982418.252\t     0.500\t0\t6\t1\t0\techo 2\n"
         );
+        let mut line = Vec::new();
+        GnuJoblog.encode(&2, &record(2, 1), &mut line).unwrap();
+        line.push(b'\n');
+        assert_eq!(line, record(2, 1).to_line().as_bytes());
     }
 
     #[test]
@@ -601,7 +402,7 @@ mod tests {
         // "1" cut from "12\t..." must not be read as seq 1 done twice or seq 12.
         let torn = format!("{HEADER}{}12", record(1, 0).to_line());
         let contents = parse(torn.as_bytes()).unwrap();
-        assert_eq!(contents.records, vec![record(1, 0)]);
+        assert_eq!(records(&contents), vec![record(1, 0)]);
     }
 
     #[test]
@@ -625,7 +426,7 @@ mod tests {
             let tail_len = rand(40) as usize;
             bytes.extend((0..tail_len).map(|_| alphabet[rand(alphabet.len() as u64) as usize]));
             let contents = parse(&bytes).unwrap();
-            assert_eq!(contents.records, recs);
+            assert_eq!(records(&contents), recs);
             assert_eq!(contents.torn, tail_len > 0);
             assert_eq!(contents.valid_len as usize, body.len());
         }
@@ -649,7 +450,7 @@ mod tests {
     fn resume_appends_after_cutting_the_torn_tail() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log");
-        let mut log = Joblog::create(&path, fp(1), "cmd").unwrap().log;
+        let mut log = Joblog::create(&path, fp(1), "cmd", NONE).unwrap().log;
         log.append(&record(1, 0)).unwrap();
         log.append(&record(2, 3)).unwrap();
         drop(log);
@@ -662,7 +463,7 @@ mod tests {
             skip,
             torn,
             ..
-        } = Joblog::resume(&path, fp(1), "cmd", false).unwrap();
+        } = Joblog::resume(&path, fp(1), "cmd", false, NONE).unwrap();
         assert!(torn);
         assert_eq!(skip, Skip::from([1, 2]));
         log.append(&record(3, 0)).unwrap();
@@ -678,7 +479,9 @@ mod tests {
         );
 
         drop(log);
-        let skip = Joblog::resume(&path, fp(1), "cmd", true).unwrap().skip;
+        let skip = Joblog::resume(&path, fp(1), "cmd", true, NONE)
+            .unwrap()
+            .skip;
         assert_eq!(skip, Skip::from([1, 3]));
     }
 
@@ -686,12 +489,14 @@ mod tests {
     fn resume_refuses_another_command_or_input_list() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log");
-        let mut log = Joblog::create(&path, fp(1), "command: echo").unwrap().log;
+        let mut log = Joblog::create(&path, fp(1), "command: echo", NONE)
+            .unwrap()
+            .log;
         log.append(&record(1, 0)).unwrap();
         drop(log);
         let err = format!(
             "{:#}",
-            Joblog::resume(&path, fp(2), "x", false).unwrap_err()
+            Joblog::resume(&path, fp(2), "x", false, NONE).unwrap_err()
         );
         assert!(err.contains("different command or input list"), "{err}");
         assert!(err.contains("command: echo"), "{err}");
@@ -704,7 +509,7 @@ mod tests {
         std::fs::write(&path, format!("{HEADER}{}", record(1, 0).to_line())).unwrap();
         let err = format!(
             "{:#}",
-            Joblog::resume(&path, fp(1), "x", false).unwrap_err()
+            Joblog::resume(&path, fp(1), "x", false, NONE).unwrap_err()
         );
         assert!(err.contains("no fingerprint file"), "{err}");
     }
@@ -713,10 +518,10 @@ mod tests {
     fn a_joblog_in_use_by_another_run_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log");
-        let _held = Joblog::create(&path, fp(1), "x").unwrap();
+        let _held = Joblog::create(&path, fp(1), "x", NONE).unwrap();
         let err = format!(
             "{:#}",
-            Joblog::resume(&path, fp(1), "x", false).unwrap_err()
+            Joblog::resume(&path, fp(1), "x", false, NONE).unwrap_err()
         );
         assert!(err.contains("in use by another running fanout"), "{err}");
     }
@@ -725,7 +530,7 @@ mod tests {
     fn resume_of_a_missing_joblog_starts_fresh() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log");
-        let skip = Joblog::resume(&path, fp(1), "x", false).unwrap().skip;
+        let skip = Joblog::resume(&path, fp(1), "x", false, NONE).unwrap().skip;
         assert!(skip.is_empty());
         assert_eq!(std::fs::read_to_string(&path).unwrap(), HEADER);
     }
@@ -734,16 +539,16 @@ mod tests {
     fn a_run_that_did_not_finish_is_reported_to_the_next_one() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log");
-        let first = Joblog::create(&path, fp(1), "x").unwrap();
+        let first = Joblog::create(&path, fp(1), "x", NONE).unwrap();
         assert_eq!(first.unfinished, None);
         let killed = first.log.run_id();
         // Dropped without `finish`: as if fanout was killed.
         drop(first);
-        let second = Joblog::resume(&path, fp(1), "x", false).unwrap();
+        let second = Joblog::resume(&path, fp(1), "x", false, NONE).unwrap();
         assert_eq!(second.unfinished, Some(Unfinished { run: Some(killed) }));
         assert_ne!(second.log.run_id(), killed);
         second.log.finish().unwrap();
-        let third = Joblog::create(&path, fp(2), "y").unwrap();
+        let third = Joblog::create(&path, fp(2), "y", NONE).unwrap();
         assert_eq!(third.unfinished, None);
     }
 
@@ -754,28 +559,28 @@ mod tests {
         std::fs::write(&path, format!("{HEADER}{}", record(1, 0).to_line())).unwrap();
         std::fs::write(
             sidecar_path(&path),
-            format!(
-                "{SIDECAR_MAGIC_V1}\nfingerprint {}\ncommand: x\n",
-                fp(1).hex()
-            ),
+            format!("{SIDECAR_MAGIC_V1}\nfingerprint {}\ncommand: x\n", fp(1)),
         )
         .unwrap();
-        let opened = Joblog::resume(&path, fp(1), "x", false).unwrap();
+        let opened = Joblog::resume(&path, fp(1), "x", false, NONE).unwrap();
         assert_eq!(opened.skip, Skip::from([1]));
         // Its jobs carried no run id: they count as a killed run's.
         assert_eq!(opened.unfinished, Some(Unfinished { run: None }));
     }
 
     #[test]
-    fn fingerprints_separate_pieces() {
-        let a = Fingerprint::of(|feed| {
-            feed(b"ab");
-            feed(b"c")
-        });
-        let b = Fingerprint::of(|feed| {
-            feed(b"a");
-            feed(b"bc")
-        });
-        assert_ne!(a.hex(), b.hex());
+    fn the_sidecar_keeps_its_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let opened = Joblog::create(&path, fp(1), "command: echo; 1 jobs", NONE).unwrap();
+        let run = opened.log.run_id();
+        opened.log.finish().unwrap();
+        assert_eq!(
+            std::fs::read_to_string(sidecar_path(&path)).unwrap(),
+            format!(
+                "fanout-joblog 2\nfingerprint {}\nrun {run} finished\nsummary command: echo; 1 jobs\n",
+                fp(1)
+            )
+        );
     }
 }

@@ -24,7 +24,7 @@ pub(crate) const MARK_VAR: &str = "FANOUT_JOBLOG";
 /// The mark of run `run` of the journal at `path` (made absolute, so runs
 /// from different directories agree).
 pub(crate) fn mark(path: &Path, run: RunId) -> String {
-    format!("{}#{}", journal_mark(path), run.hex())
+    format!("{}#{run}", journal_mark(path))
 }
 
 /// The mark of the first journal format: the path alone.

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
+use fanout::journal::Fingerprinter;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
@@ -15,7 +16,7 @@ use crate::batch::{Batcher, Batching, JobArgs, LengthCheck, Made};
 use crate::flags::{Halt, HiArgs, OutputMode, PipeSetup, ResultsSpec, Resume};
 use crate::input::Value;
 use crate::job::{Capture, JobConfig, JobEnv};
-use crate::joblog::{Fingerprint, Joblog, Skip};
+use crate::joblog::{Joblog, Skip};
 use crate::leftovers;
 use crate::output::{Destination, LiveSpools, Printer};
 use crate::pipe::Feed;
@@ -318,26 +319,34 @@ fn open_joblog(args: &HiArgs) -> anyhow::Result<(Option<Joblog>, Skip)> {
     let Some(path) = &args.joblog else {
         return Ok((None, Skip::new()));
     };
-    let fingerprint = Fingerprint::of(|feed| {
-        for word in &args.command {
-            feed(word.as_bytes());
-        }
-        feed(b"--inputs--");
-        args.inputs.visit(|bytes| feed(bytes));
-        // Options that change which inputs a job number stands for; left
-        // out when at their defaults, so older journals still match.
-        if args.batching != Batching::Count(1) || args.no_args {
-            feed(format!("--batching {:?} {}", args.batching, args.no_args).as_bytes());
-        }
+    let mut fingerprint = Fingerprinter::new();
+    for word in &args.command {
+        fingerprint.feed(word.as_bytes());
+    }
+    fingerprint.feed(b"--inputs--");
+    args.inputs.visit(|bytes| {
+        fingerprint.feed(bytes);
     });
+    // Options that change which inputs a job number stands for; left out
+    // when at their defaults, so older journals still match.
+    if args.batching != Batching::Count(1) || args.no_args {
+        fingerprint.feed(format!("--batching {:?} {}", args.batching, args.no_args).as_bytes());
+    }
+    let fingerprint = fingerprint.finish();
     let summary = format!(
         "command: {}; {} jobs",
         args.command.join(" "),
         args.total_jobs
     );
     let opened = match args.resume {
-        Resume::Off => Joblog::create(path, fingerprint, &summary)?,
-        mode => Joblog::resume(path, fingerprint, &summary, mode == Resume::Failed)?,
+        Resume::Off => Joblog::create(path, fingerprint, &summary, args.joblog_sync)?,
+        mode => Joblog::resume(
+            path,
+            fingerprint,
+            &summary,
+            mode == Resume::Failed,
+            args.joblog_sync,
+        )?,
     };
     if opened.torn {
         eprintln!(

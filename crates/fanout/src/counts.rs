@@ -19,6 +19,9 @@ pub struct Counts {
     pub cancelled: usize,
     /// Inputs whose task never started because the run stopped first.
     pub not_started: usize,
+    /// Tasks sent to other processes that never reached an outcome there
+    /// ([`TaskError::Undeliverable`]).
+    pub undeliverable: usize,
 }
 
 impl Counts {
@@ -30,11 +33,13 @@ impl Counts {
             + self.timed_out
             + self.cancelled
             + self.not_started
+            + self.undeliverable
     }
 
-    /// Failed, panicked and timed out together: the tasks that themselves failed ([`TaskError::is_failure`]).
+    /// Failed, panicked, timed out and undeliverable together: the tasks
+    /// that themselves failed ([`TaskError::is_failure`]).
     pub fn failures(&self) -> usize {
-        self.failed + self.panicked + self.timed_out
+        self.failed + self.panicked + self.timed_out + self.undeliverable
     }
 
     pub(crate) fn add<T, E>(&mut self, outcome: &Outcome<T, E>) {
@@ -51,6 +56,7 @@ impl Counts {
             TaskError::TimedOut(_) => self.timed_out += 1,
             TaskError::Cancelled => self.cancelled += 1,
             TaskError::NotStarted => self.not_started += 1,
+            TaskError::Undeliverable(_) => self.undeliverable += 1,
         }
     }
 }
@@ -66,6 +72,11 @@ impl fmt::Display for Counts {
             self.timed_out,
             self.cancelled,
             self.not_started
-        )
+        )?;
+        // Only runs that send tasks elsewhere have undeliverable ones.
+        if self.undeliverable > 0 {
+            write!(f, ", {} undeliverable", self.undeliverable)?;
+        }
+        Ok(())
     }
 }

@@ -1,9 +1,10 @@
 //! The run builder, and the three async run modes (the three blocking ones
 //! are in `blocking/run.rs`).
 
-use std::future::Future;
+use std::future::{poll_fn, Future};
 use std::time::Duration;
 
+use futures_core::Stream;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -14,7 +15,7 @@ use crate::error::Error;
 use crate::progress::Progress;
 use crate::report::Report;
 use crate::retry::{NoRetry, Retry, RetryPolicy};
-use crate::source::{Indexed, Input, Keyed};
+use crate::source::{FromStream, Indexed, Input, Keyed};
 use crate::stream::{Order, TaskStream};
 
 /// Starts building a run over unkeyed inputs: a `Vec`, a slice's iterator, a
@@ -63,6 +64,61 @@ where
     K: Clone + std::fmt::Debug,
 {
     FanOut::new(Keyed(items.into_iter()))
+}
+
+/// Starts building a run over a stream of items, pulled as a
+/// [`fan_out`] run pulls an iterator: one at a time, only when a slot is
+/// free, so the stream's producer is held back while every slot is busy.
+/// Results are indexed by position in the stream, as with [`fan_out`].
+///
+/// The stream is polled by whichever lane has a free slot (on the runtime's
+/// worker threads, so it must be `Send + 'static` for async runs); when it
+/// has nothing ready, every lane with a free slot waits for it, along with
+/// its running tasks. A blocking run polls it on its threads, which park
+/// while it has nothing ready (and look for a stop every millisecond): a
+/// stream that needs a runtime to make progress must not be given to a
+/// blocking run outside one.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use futures_util::stream;
+///
+/// let doubled = fanout::fan_out_stream(stream::iter(1..=3))
+///     .run(|_ctx, n| async move { Ok::<_, std::convert::Infallible>(n * 2) })
+///     .await
+///     .unwrap();
+/// assert_eq!(doubled, [2, 4, 6]);
+/// # }
+/// ```
+pub fn fan_out_stream<St>(stream: St) -> FanOut<Indexed<FromStream<St>>>
+where
+    St: Stream,
+{
+    FanOut::new(Indexed(FromStream::new(stream)))
+}
+
+/// Starts building a run over a stream of `(key, item)` pairs: as
+/// [`fan_out_stream`], with results and errors carrying the keys, as with
+/// [`fan_out_keyed`].
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use futures_util::stream;
+///
+/// let pages = stream::iter([("home", "/"), ("about", "/about")]);
+/// let sizes = fanout::fan_out_keyed_stream(pages)
+///     .run(|_ctx, path| async move { Ok::<_, std::convert::Infallible>(path.len()) })
+///     .await
+///     .unwrap();
+/// assert_eq!(sizes, [("home", 1), ("about", 6)]);
+/// # }
+/// ```
+pub fn fan_out_keyed_stream<St, K, V>(stream: St) -> FanOut<Keyed<FromStream<St>>>
+where
+    St: Stream<Item = (K, V)>,
+    K: Clone + std::fmt::Debug,
+{
+    FanOut::new(Keyed(FromStream::new(stream)))
 }
 
 /// A run being configured: its input, policies and retry policy.
@@ -411,9 +467,16 @@ impl<S: Input, R> FanOut<S, R> {
                 let joined =
                     engine::collect(self.source, self.cfg, self.retry, f, false, span.clone())
                         .await;
+                // The inputs never pulled are reported as not started; not
+                // when a panic is about to be re-raised instead.
+                let mut rest = Vec::new();
+                if !(panics == PanicPolicy::Propagate && joined.collected.has_panic()) {
+                    poll_fn(|cx| joined.shared.poll_rest(cx, &mut rest)).await;
+                }
                 engine::finish::report(
                     &joined.shared,
                     joined.collected,
+                    rest,
                     panics,
                     progress.as_ref(),
                     &span,

@@ -42,6 +42,7 @@
 //! | a map or pairs | results by key, stop on the first failure | [`fan_out_keyed`]`(map).`[`run`](FanOut::run) | [`fan_out_keyed`]`(map).`[`run_blocking`](FanOut::run_blocking) |
 //! | either | every outcome (ok, failed, panicked, timed out, cancelled, not started) | [`run_all`](FanOut::run_all) → [`Report`] | [`run_all_blocking`](FanOut::run_all_blocking) → [`Report`] |
 //! | a huge or endless input | results as they complete, O(limit) memory | [`stream`](FanOut::stream)`(`[`Order::Completion`]`, f)` | [`for_each_blocking`](FanOut::for_each_blocking) |
+//! | inputs that arrive over time (a `Stream`) | any of the above, the stream pulled only when a slot is free | [`fan_out_stream`]`(s)`, [`fan_out_keyed_stream`]`(s)` | the same (threads park while the stream has nothing ready) |
 //! | either | results in input order while the run goes | [`stream`](FanOut::stream)`(`[`Order::Input`]`, f)` | — |
 //! | async tasks that must call blocking code | the blocking part under the run's limit | [`TaskCtx::spawn_blocking`] inside [`run`](FanOut::run) | — |
 //! | tasks of different shapes, spawned one by one | errgroup (`Go` / `TryGo` / `Wait`) with a limit | [`Group`] | — |
@@ -71,9 +72,9 @@
 //!   Dropping the run's future, or a [`TaskStream`], cancels the run's token
 //!   and aborts every task. Task spans close before the run's span.
 //! - **Bounded.** At most `limit` task bodies are alive at any moment,
-//!   retries and timeouts included. Inputs are pulled one at a time, only
-//!   when a slot is free, so a streamed run holds O(limit) memory. A limit of
-//!   zero panics when the run is built.
+//!   retries and timeouts included. Inputs, from an iterator or a stream,
+//!   are pulled one at a time, only when a slot is free, so a streamed run
+//!   holds O(limit) memory. A limit of zero panics when the run is built.
 //! - **Fail-fast.** In [`run`](FanOut::run), after the first failure (an
 //!   `Err`, a panic, a timeout: [`TaskError::is_failure`]) is observed, no
 //!   new task body starts; the remaining inputs are counted as not started
@@ -137,6 +138,10 @@
 //! - `otel`: builds `examples/otel.rs`, which exports the run's spans
 //!   through OpenTelemetry. The library itself never depends on
 //!   OpenTelemetry: its spans are plain `tracing` spans.
+//! - `journal` (Unix only): the `fanout::journal` module, a crash-safe
+//!   journal of finished work (locked, torn-tail safe, fingerprinted, with
+//!   an fsync policy) that the `fanout` command's `--joblog` is written
+//!   with. Adds `libc`, `serde` and `serde_json`; off by default.
 //!
 //! # Minimum supported Rust version
 //!
@@ -153,6 +158,8 @@ mod engine;
 mod error;
 mod fan_out;
 mod group;
+#[cfg(all(feature = "journal", unix))]
+pub mod journal;
 mod panic;
 mod progress;
 mod report;
@@ -167,13 +174,13 @@ pub use config::{PanicPolicy, DEFAULT_LIMIT};
 pub use counts::Counts;
 pub use ctx::TaskCtx;
 pub use error::{Cause, Error, Failure};
-pub use fan_out::{fan_out, fan_out_keyed, FanOut};
+pub use fan_out::{fan_out, fan_out_keyed, fan_out_keyed_stream, fan_out_stream, FanOut};
 pub use group::{Group, Stopped, TrySpawnError};
 pub use panic::Panic;
 pub use progress::{Progress, Snapshot};
 pub use report::Report;
 pub use retry::{NoRetry, Retry, RetryAll, RetryPolicy, RetryPredicate};
-pub use source::{Indexed, Input, Keyed};
+pub use source::{FromStream, Indexed, Input, Keyed};
 pub use stream::{Order, TaskStream};
 pub use task_error::{Outcome, TaskError};
 /// The cancellation token type of [`FanOut::cancel_on`] and

@@ -14,8 +14,9 @@ pub type Outcome<T, E> = Result<T, TaskError<E>>;
 /// Why one task did not produce a value.
 ///
 /// Every input of a run ends with exactly one outcome: `Ok(value)` or one of
-/// these. [`Failed`](TaskError::Failed), [`Panicked`](TaskError::Panicked)
-/// and [`TimedOut`](TaskError::TimedOut) say the task itself failed
+/// these. [`Failed`](TaskError::Failed), [`Panicked`](TaskError::Panicked),
+/// [`TimedOut`](TaskError::TimedOut) and
+/// [`Undeliverable`](TaskError::Undeliverable) say the task itself failed
 /// ([`is_failure`](TaskError::is_failure)): they are what stops a fail-fast
 /// run. [`Cancelled`](TaskError::Cancelled) and
 /// [`NotStarted`](TaskError::NotStarted) are consequences of a stop and never
@@ -36,18 +37,26 @@ pub enum TaskError<E> {
     Cancelled,
     /// The run stopped before this task's body was first polled.
     NotStarted,
+    /// The task never reached an outcome of its own where it was sent to
+    /// run: the workers that took it died every time (it went to the
+    /// dead-letter list), or refused it (its input did not decode there, or
+    /// no worker serves its handler with these types). The text says which.
+    /// Only runs that send tasks to other processes end so; it is a failure
+    /// like [`Failed`](TaskError::Failed).
+    Undeliverable(String),
 }
 
 impl<E> TaskError<E> {
     /// `true` when the task itself failed: [`Failed`](TaskError::Failed),
-    /// [`Panicked`](TaskError::Panicked) or [`TimedOut`](TaskError::TimedOut),
+    /// [`Panicked`](TaskError::Panicked), [`TimedOut`](TaskError::TimedOut)
+    /// or [`Undeliverable`](TaskError::Undeliverable),
     /// the outcomes that stop a fail-fast run; `false` for
     /// [`Cancelled`](TaskError::Cancelled) and
     /// [`NotStarted`](TaskError::NotStarted), which only follow from a stop.
     pub fn is_failure(&self) -> bool {
         matches!(
             self,
-            Self::Failed(_) | Self::Panicked(_) | Self::TimedOut(_)
+            Self::Failed(_) | Self::Panicked(_) | Self::TimedOut(_) | Self::Undeliverable(_)
         )
     }
 
@@ -96,6 +105,7 @@ impl<E> TaskError<E> {
             Self::TimedOut(_) => "timeout",
             Self::Cancelled => "cancelled",
             Self::NotStarted => "not_started",
+            Self::Undeliverable(_) => "undeliverable",
         }
     }
 }
@@ -108,6 +118,7 @@ impl<E: fmt::Display> fmt::Display for TaskError<E> {
             Self::TimedOut(d) => write!(f, "timed out after {d:?}"),
             Self::Cancelled => f.write_str("cancelled"),
             Self::NotStarted => f.write_str("not started"),
+            Self::Undeliverable(why) => write!(f, "undeliverable: {why}"),
         }
     }
 }

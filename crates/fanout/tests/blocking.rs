@@ -449,3 +449,22 @@ fn blocking_runs_keep_progress_up_to_date() {
     );
     assert_eq!(s.not_started, 59);
 }
+
+#[test]
+fn a_blocking_run_pulls_a_stream_input_waiting_for_it_by_parking() {
+    // Items arrive from another thread, slowly: the workers park while the
+    // stream has nothing ready and are woken by it.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<u32>(1);
+    let producer = std::thread::spawn(move || {
+        for i in 0..50 {
+            tx.blocking_send(i).unwrap();
+        }
+    });
+    let input = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    let out = fanout::fan_out_stream(input)
+        .limit(3)
+        .run_blocking(|_ctx, i| Ok::<_, ()>(i + 1))
+        .unwrap();
+    assert_eq!(out, (1..=50).collect::<Vec<_>>());
+    producer.join().unwrap();
+}

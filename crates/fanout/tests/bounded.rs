@@ -379,3 +379,144 @@ fn zero_lanes_are_rejected_when_the_run_is_built() {
 fn zero_attempts_are_rejected_when_the_policy_is_built() {
     let _ = Retry::attempts(0);
 }
+
+// ---------------------------------------------------------------------------
+// Stream inputs are pulled as lazily as iterators.
+
+/// A stream of `0..n` that counts how many items have been pulled from it.
+fn counted_stream(
+    n: usize,
+    pulled: Arc<AtomicUsize>,
+) -> impl futures_util::Stream<Item = usize> + Send + 'static {
+    use futures_util::StreamExt as _;
+    futures_util::stream::iter(0..n).map(move |i| {
+        pulled.fetch_add(1, SeqCst);
+        i
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stream_input_is_pulled_only_when_a_slot_is_free() {
+    let limit = 3;
+    let pulled = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicUsize::new(0));
+    let (p, d) = (pulled.clone(), done.clone());
+    let watcher = tokio::spawn(async move {
+        // Whenever a task is about to end, no more than `limit` inputs are
+        // pulled beyond those that have ended.
+        let mut worst = 0;
+        for _ in 0..200 {
+            sleep(ms(1)).await;
+            worst = worst.max(p.load(SeqCst) - d.load(SeqCst));
+        }
+        worst
+    });
+    let d = done.clone();
+    let out = fanout::fan_out_stream(counted_stream(50, pulled.clone()))
+        .limit(limit)
+        .run(move |_ctx, i| {
+            let d = d.clone();
+            async move {
+                sleep(ms(1 + (i as u64 * 7) % 3)).await;
+                d.fetch_add(1, SeqCst);
+                Ok::<_, E>(i)
+            }
+        })
+        .await
+        .unwrap();
+    assert_eq!(out, (0..50).collect::<Vec<_>>());
+    assert_eq!(pulled.load(SeqCst), 50);
+    assert!(watcher.await.unwrap() <= limit);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_with_nothing_ready_is_waited_for_by_every_lane_with_a_free_slot() {
+    // Items arrive one by one from another task, each only after the
+    // previous one was taken by a task: a lane that misses the wake-up of
+    // the stream would leave the run hanging (bounded here by a timeout).
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<usize>(1);
+    let input = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    let producer = tokio::spawn(async move {
+        for i in 0..200 {
+            tx.send(i).await.unwrap();
+        }
+    });
+    let run = fanout::fan_out_stream(input)
+        .limit(8)
+        .lanes(2)
+        .run(|_ctx, i| async move { Ok::<_, E>(i * 2) });
+    let out = timeout(secs(20), run).await.expect("the run hung").unwrap();
+    assert_eq!(out, (0..200).map(|i| i * 2).collect::<Vec<_>>());
+    producer.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_burst_of_stream_inputs_all_start_even_when_the_stream_then_waits() {
+    // Three inputs come at once after 10 ms, then nothing for a long time:
+    // the three must start at once, not when the stream gives a fourth.
+    let started = Arc::new(AtomicUsize::new(0));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
+    let input = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    let s = started.clone();
+    let run = tokio::spawn(
+        fanout::fan_out_stream(input)
+            .limit(8)
+            .lanes(1)
+            .run(move |_ctx, i| {
+                s.fetch_add(1, SeqCst);
+                async move { Ok::<_, E>(i) }
+            }),
+    );
+    sleep(ms(1)).await;
+    for i in 0..3 {
+        tx.send(i).unwrap();
+    }
+    sleep(ms(10)).await;
+    assert_eq!(started.load(SeqCst), 3, "inputs pulled but not started");
+    drop(tx);
+    assert_eq!(run.await.unwrap().unwrap(), [0, 1, 2]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_input_that_comes_in_bursts_never_runs_more_than_limit_at_once() {
+    // Inputs come in bursts of 8, each after the previous burst has run
+    // (a queue handing out batches): every lane waits on the stream when a
+    // burst comes, and a lane must not pull more than its free slots.
+    for order in [Order::Completion, Order::Input] {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, u64)>();
+        let input = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+        let producer = tokio::spawn(async move {
+            for burst in 0..6u64 {
+                for i in 0..8 {
+                    tx.send((burst * 8 + i, burst)).unwrap();
+                }
+                sleep(ms(40)).await;
+            }
+        });
+        let live = Live::new();
+        let l = live.clone();
+        let mut stream =
+            fanout::fan_out_keyed_stream(input)
+                .limit(4)
+                .stream(order, move |ctx, _burst| {
+                    let l = l.clone();
+                    let k = *ctx.key();
+                    async move {
+                        let _g = l.guard();
+                        sleep(ms(5)).await;
+                        Ok::<_, E>(k)
+                    }
+                });
+        let mut n = 0;
+        while let Some((_, o)) = timeout(secs(20), stream.next())
+            .await
+            .expect("the run hung")
+        {
+            o.unwrap();
+            n += 1;
+        }
+        producer.await.unwrap();
+        assert_eq!(n, 48);
+        assert!(live.max() <= 4, "{order:?}: {} ran at once", live.max());
+    }
+}

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use common::{ms, runtime, secs, Kind, Live, Log, HANG};
 use fanout::{fan_out, CancellationToken, Cause, Retry, TaskCtx, TaskError};
+use futures_util::StreamExt as _;
 use tokio::time::{sleep, timeout, Instant};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -645,4 +646,89 @@ async fn run_all_does_not_stop_on_failures() {
         (c.failed, c.succeeded, c.cancelled, c.not_started),
         (14, 26, 0, 0)
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_item_is_pulled_from_a_stream_input_after_the_first_failure() {
+    // One lane, limit 2: task 3 fails at 3 ms; the stream is endless, so a
+    // pull after the failure would show in `pulled`.
+    let pulled = Arc::new(AtomicUsize::new(0));
+    let p = pulled.clone();
+    let endless = futures_util::stream::unfold(0usize, move |i| {
+        p.fetch_add(1, SeqCst);
+        async move { Some((i, i + 1)) }
+    });
+    let err = fanout::fan_out_stream(endless)
+        .limit(2)
+        .lanes(1)
+        .run(|_ctx, i| async move {
+            sleep(ms(1 + i as u64)).await;
+            if i == 3 {
+                Err(i)
+            } else {
+                Ok(i)
+            }
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.key(), Some(&3));
+    // Task i sleeps 1 + i ms. 0 and 1 start at 0 ms; 2 when 0 ends (1 ms),
+    // 3 when 1 ends (2 ms), 4 when 2 ends (4 ms); 3 fails at 6 ms, before 4
+    // ends: inputs 0 to 4 and no more were pulled from the endless stream.
+    assert_eq!(pulled.load(SeqCst), 5);
+    assert_eq!(err.counts().cancelled, 1);
+    // The stream was never drained: an unsized stream's rest is not counted.
+    assert_eq!(err.counts().not_started, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn run_all_over_a_stream_stopped_early_reports_the_rest_as_not_started() {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        sleep(ms(5)).await;
+        t.cancel();
+    });
+    let report = fanout::fan_out_stream(futures_util::stream::iter(0..10u64))
+        .limit(2)
+        .cancel_on(&token)
+        .run_all(|_ctx, i| async move {
+            sleep(ms(3)).await;
+            Ok::<_, ()>(i)
+        })
+        .await;
+    assert_eq!(report.len(), 10, "one outcome per input of the stream");
+    let counts = report.counts();
+    // Two rounds of two tasks end at 3 and 6 ms; the stop at 5 ms cancels
+    // the second round; the other six inputs never started.
+    assert_eq!(
+        (counts.succeeded, counts.cancelled, counts.not_started),
+        (2, 2, 6)
+    );
+    assert!(matches!(report.stopped_by(), Some(Cause::Cancelled)));
+}
+
+#[tokio::test]
+async fn a_panic_of_a_stream_input_is_reraised_after_every_task_is_gone() {
+    let live = Live::new();
+    let l = live.clone();
+    let stream = futures_util::stream::iter(0..10usize).map(|i| {
+        assert!(i != 4, "{} stream broke", common::INTENTIONAL);
+        i
+    });
+    common::quiet_intentional_panics();
+    let res = common::catch_unwind(fanout::fan_out_stream(stream).limit(3).run(move |_ctx, i| {
+        let l = l.clone();
+        async move {
+            let _g = l.guard();
+            sleep(ms(1)).await;
+            Ok::<_, ()>(i)
+        }
+    }))
+    .await;
+    let payload = res.expect_err("the stream's panic is re-raised");
+    assert!(common::panic_message(&*payload)
+        .unwrap()
+        .contains("stream broke"));
+    assert_eq!(live.now(), 0);
 }

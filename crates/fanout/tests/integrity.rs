@@ -138,3 +138,19 @@ async fn an_external_cancellation_gives_run_all_one_outcome_per_input() {
     let c = report.counts();
     assert_eq!((c.succeeded, c.cancelled, c.not_started), (8, 4, 38));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_keyed_stream_gives_one_result_per_key_in_stream_order() {
+    let pairs = futures_util::stream::iter((0..20u64).map(|i| (format!("k{i}"), i)));
+    let out = fanout::fan_out_keyed_stream(pairs)
+        .limit(4)
+        .run(|_ctx, i| async move {
+            // Later inputs finish first.
+            sleep(ms(20 - i)).await;
+            Ok::<_, ()>(i * i)
+        })
+        .await
+        .unwrap();
+    let want: Vec<_> = (0..20u64).map(|i| (format!("k{i}"), i * i)).collect();
+    assert_eq!(out, want);
+}

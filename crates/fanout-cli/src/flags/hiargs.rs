@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use fanout::journal::SyncPolicy;
 use regex::Regex;
 
 use super::config;
@@ -25,6 +26,13 @@ use crate::termseq::TermSeq;
 
 /// The GNU parallel version whose behaviour fanout follows.
 pub(crate) const GNU_VERSION: u32 = 20221122;
+
+/// `--joblog-sync group` syncs when this many records are unsynced.
+const SYNC_GROUP_RECORDS: u32 = 64;
+
+/// `--joblog-sync group` also syncs at the first record written this long
+/// after the oldest unsynced one.
+const SYNC_GROUP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Which jobs a run skips because a previous run recorded them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +120,8 @@ pub(crate) struct HiArgs {
     pub(crate) joblog: Option<PathBuf>,
     /// What the journal lets this run skip.
     pub(crate) resume: Resume,
+    /// When journal records are synced to disk (`--joblog-sync`).
+    pub(crate) joblog_sync: SyncPolicy,
     /// Where `--results` saves output.
     pub(crate) results: Option<ResultsSpec>,
     /// The command words as given, for the journal's fingerprint.
@@ -330,6 +340,15 @@ impl HiArgs {
         if resume != Resume::Off && low.joblog.is_none() {
             bail!("--resume and --resume-failed need --joblog FILE: the joblog records what already ran");
         }
+        let joblog_sync = match &low.joblog_sync {
+            Some(_) if low.joblog.is_none() => {
+                bail!(
+                    "--joblog-sync needs --joblog FILE: it says when the joblog is synced to disk"
+                )
+            }
+            Some(spec) => parse_joblog_sync(spec)?,
+            None => SyncPolicy::None,
+        };
         let joblog = match low.joblog.as_deref() {
             None => None,
             Some("-") => bail!("--joblog - (the joblog on stdout) is not supported by fanout; give a file name"),
@@ -644,6 +663,7 @@ impl HiArgs {
             eta: low.eta,
             joblog,
             resume,
+            joblog_sync,
             results,
             command,
             template,
@@ -1279,6 +1299,21 @@ fn parse_jobs(spec: &str, cpus: usize) -> anyhow::Result<usize> {
         bail!("bad -j {spec:?}: at least one job must run at a time");
     }
     Ok(jobs as usize)
+}
+
+/// `--joblog-sync`: `none`, `record` or `group` (every
+/// [`SYNC_GROUP_RECORDS`] records, or at the first record
+/// [`SYNC_GROUP_INTERVAL`] after the oldest unsynced one).
+fn parse_joblog_sync(spec: &str) -> anyhow::Result<SyncPolicy> {
+    match spec {
+        "none" => Ok(SyncPolicy::None),
+        "record" => Ok(SyncPolicy::EveryRecord),
+        "group" => Ok(SyncPolicy::group(
+            SYNC_GROUP_RECORDS,
+            Some(SYNC_GROUP_INTERVAL),
+        )),
+        _ => bail!("bad --joblog-sync {spec:?}: give none, record or group"),
+    }
 }
 
 /// `--timeout`: seconds, a duration with `s`, `m`, `h`, `d` parts, or

@@ -127,6 +127,14 @@ pub(crate) struct LowArgs {
     #[arg(long = "resume-failed", alias = "resumefailed")]
     pub(crate) resume_failed: bool,
 
+    /// When joblog records are forced to disk (fsync): none (a record
+    /// survives a crash of fanout, not of the machine), record (each one
+    /// survives a power loss), group (every 64 records, or at the first one
+    /// a second after the oldest unsynced: a power loss loses at most 63)
+    /// [default: none] (needs --joblog).
+    #[arg(long = "joblog-sync", value_name = "none|record|group")]
+    pub(crate) joblog_sync: Option<String>,
+
     /// Save each job's output: a directory tree (DIR), one file per job (a
     /// name with replacement strings), or one CSV, TSV or JSON file
     /// (NAME.csv, NAME.tsv, NAME.json; -.csv and the like for stdout).

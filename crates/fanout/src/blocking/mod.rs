@@ -16,7 +16,8 @@ mod run;
 use std::collections::VecDeque;
 use std::ops::ControlFlow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
+use std::task::{Context, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
@@ -25,7 +26,7 @@ use tracing::Span;
 pub use ctx::BlockingCtx;
 
 use crate::config::{Config, PanicPolicy};
-use crate::engine::{Collected, Collector, Delivery, Done, Reason, RunState};
+use crate::engine::{Collected, Collector, Delivery, Done, Pulled, Reason, RunState};
 use crate::panic::Panic;
 use crate::retry::RetryPolicy;
 use crate::source::Input;
@@ -120,13 +121,22 @@ where
     {
         let mut batch = VecDeque::new();
         let mut chunk = 1;
+        let waker = thread_waker();
+        let cx = Context::from_waker(&waker);
         loop {
             if self.shared.is_stopped() {
                 break;
             }
-            self.shared
-                .pull(chunk, |i, k, item| batch.push_back((i, k, item)));
+            let pulled = self
+                .shared
+                .pull(chunk, &cx, |i, k, item| batch.push_back((i, k, item)));
             if batch.is_empty() {
+                if pulled == Pulled::Pending {
+                    // A stream input with nothing ready wakes this thread
+                    // when it has; a stop is seen within a tick.
+                    std::thread::park_timeout(TICK);
+                    continue;
+                }
                 break;
             }
             let pulled = batch.len() as u32;
@@ -249,6 +259,30 @@ where
             self.woken.notify_all();
         }
     }
+}
+
+/// A waker that unparks the current thread: how a worker thread waits for a
+/// stream input (an iterator never makes it wait).
+fn thread_waker() -> Waker {
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    Waker::from(Arc::new(Unpark(std::thread::current())))
+}
+
+/// After a stop, the inputs never pulled, with their indices and keys (see
+/// `RunState::poll_rest`), waiting for a stream input by parking.
+fn rest_of<S: Input>(shared: &RunState<S>) -> Vec<(usize, S::Key)> {
+    let waker = thread_waker();
+    let cx = Context::from_waker(&waker);
+    let mut rest = Vec::new();
+    while shared.poll_rest(&cx, &mut rest).is_pending() {
+        std::thread::park_timeout(TICK);
+    }
+    rest
 }
 
 /// The number of worker threads: the limit, or fewer when the input is

@@ -44,7 +44,12 @@ where
         let (source, cfg, retry) = self.into_parts();
         span.in_scope(|| {
             let (c, shared) = super::collect(source, &cfg, &retry, &f, false, &span);
-            finish::report(&shared, c, cfg.panics, cfg.progress.as_ref(), &span)
+            let rest = if cfg.panics == crate::PanicPolicy::Propagate && c.has_panic() {
+                Vec::new()
+            } else {
+                super::rest_of(&shared)
+            };
+            finish::report(&shared, c, rest, cfg.panics, cfg.progress.as_ref(), &span)
         })
     }
 

@@ -3,7 +3,7 @@
 
 use tracing::Span;
 
-use super::{drain_rest, Collected, Reason, RunState};
+use super::{Collected, Reason, RunState};
 use crate::config::PanicPolicy;
 use crate::counts::Counts;
 use crate::error::{Cause, Error};
@@ -71,17 +71,18 @@ pub(crate) fn fail_fast<S: Input, T, E>(
 }
 
 /// The collect-all report: one outcome per input, in input order, the inputs
-/// never pulled reported as not started. Re-raises the first panic under
-/// `PanicPolicy::Propagate`.
+/// never pulled (`rest`, pulled after the stop with their indices) reported
+/// as not started. Re-raises the first panic under `PanicPolicy::Propagate`.
 pub(crate) fn report<S: Input, T, E>(
     shared: &RunState<S>,
     mut c: Collected<S::Key, T, E>,
+    rest: Vec<(usize, S::Key)>,
     panics: PanicPolicy,
     progress: Option<&Progress>,
     span: &Span,
 ) -> Report<S::Key, T, E> {
     reraise_first_panic(&mut c, panics, progress, span);
-    let (not_started, rest) = drain_rest(shared);
+    let not_started = rest.len();
     if let Some(p) = progress {
         p.add_not_started(not_started);
         p.finish();

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::slab::Slab;
 use super::task::{attempts, Body, Done, LaneRefs, Task};
-use super::{Env, Reason, RunState};
+use super::{Env, Pulled, Reason, RunState};
 use crate::ctx::{CtxShared, TaskCtx};
 use crate::retry::RetryPolicy;
 use crate::source::SendInput;
@@ -74,6 +74,8 @@ enum Event {
     GraceOver,
     /// A stream's consumer took results, freeing slots they held.
     Taken,
+    /// A stream input had inputs (now in `pulled`), or ended.
+    Input,
 }
 
 /// Pulls inputs while the lane has free slots and the run has not stopped,
@@ -124,6 +126,9 @@ where
     let mut grace = pin!(None::<tokio::time::Sleep>);
     let mut stopping = false;
     let mut exhausted = false;
+    // A stream input had nothing ready when last pulled: the lane waits for
+    // it too (the stream wakes every lane waiting for it).
+    let mut input_pending = false;
     loop {
         // The external token is watched by `cancelled` below, but a task that
         // ended on it may be delivered first: check it before pulling more.
@@ -151,9 +156,22 @@ where
         let over = sink.waiting().map_or(0, |w| {
             (w.held.load(Ordering::Acquire) + sink.pending()).saturating_sub(w.room)
         });
-        let free = cap.saturating_sub(tasks.len() + over);
+        // Inputs pulled while waiting (an `Event::Input`) are not started
+        // yet: they hold slots too.
+        let free = cap.saturating_sub(tasks.len() + pulled.len() + over);
         if !stopping && !exhausted && free > 0 {
-            exhausted = shared.pull(free, |index, key, item| pulled.push((index, key, item)));
+            let got = poll_fn(|cx| {
+                Poll::Ready(shared.pull(free, cx, |index, key, item| {
+                    pulled.push((index, key, item));
+                }))
+            })
+            .await;
+            exhausted = got == Pulled::Exhausted;
+            input_pending = got == Pulled::Pending;
+        }
+        // Every input pulled gets a task, even after a stop: its first poll
+        // then reports it as not started, so that each input has an outcome.
+        {
             for (index, key, item) in pulled.drain(..) {
                 let span = S::task_span(&env.span, index, &key);
                 let body = if fast {
@@ -202,6 +220,7 @@ where
             break;
         }
         sink.flush();
+        let wants_input = input_pending && !stopping && !exhausted && free > 0;
         // Listen for the consumer whenever results hold slots: a slot it
         // frees must be refilled at once, not when a task next ends.
         let waiting = sink.waiting().filter(|_| over > 0);
@@ -228,6 +247,18 @@ where
                 if taken.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(Event::Taken);
                 }
+                if wants_input {
+                    match shared.pull(free, cx, |index, key, item| {
+                        pulled.push((index, key, item));
+                    }) {
+                        Pulled::Pending => {}
+                        Pulled::Exhausted => {
+                            exhausted = true;
+                            return Poll::Ready(Event::Input);
+                        }
+                        Pulled::Some => return Poll::Ready(Event::Input),
+                    }
+                }
                 Poll::Pending
             })
             .await
@@ -250,6 +281,7 @@ where
                 deliver_aborted(&shared, &env, &mut sink, aborted);
             }
             Event::Taken => {}
+            Event::Input => input_pending = false,
         }
     }
     drop(tasks);

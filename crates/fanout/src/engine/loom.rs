@@ -190,7 +190,8 @@ fn loom_no_input_is_pulled_after_a_stop_is_seen() {
         });
         let mut pulled = Vec::new();
         let saw_stop = seen.load(Ordering::Acquire);
-        state.pull(2, |i, _, _| pulled.push(i));
+        let waker = futures_util::task::noop_waker();
+        state.pull(2, &Context::from_waker(&waker), |i, _, _| pulled.push(i));
         if saw_stop {
             assert!(
                 pulled.is_empty(),

@@ -21,6 +21,7 @@ mod task;
 
 use std::any::Any;
 use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use tokio::task::JoinSet;
@@ -85,6 +86,55 @@ pub(crate) struct Pull<S> {
     pub(crate) exhausted: bool,
 }
 
+/// One input as pulled: its index, key and item.
+type Pulling<S> = (
+    usize,
+    <S as crate::source::Input>::Key,
+    <S as crate::source::Input>::Item,
+);
+
+/// What a pull got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pulled {
+    /// As many inputs as asked for, or fewer because the run stopped.
+    Some,
+    /// The input is at its end (or its iterator panicked).
+    Exhausted,
+    /// A stream input has nothing ready: the caller is woken when it has.
+    Pending,
+}
+
+/// The lanes (or threads) waiting for a stream input to have an item: the
+/// stream is polled with a waker that wakes them all, so that whichever
+/// lane polled it last, every lane with a free slot hears of new input.
+#[derive(Default)]
+pub(crate) struct InputWaiters {
+    wakers: Mutex<Vec<Waker>>,
+}
+
+impl InputWaiters {
+    fn register(&self, waker: &Waker) {
+        let mut wakers = self.wakers.lock().unwrap_or_else(PoisonError::into_inner);
+        if !wakers.iter().any(|w| w.will_wake(waker)) {
+            wakers.push(waker.clone());
+        }
+    }
+}
+
+impl Wake for InputWaiters {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let wakers =
+            std::mem::take(&mut *self.wakers.lock().unwrap_or_else(PoisonError::into_inner));
+        for w in wakers {
+            w.wake();
+        }
+    }
+}
+
 /// State shared by the lanes and the caller.
 pub(crate) struct RunState<S> {
     pub(crate) pull: Mutex<Pull<S>>,
@@ -99,6 +149,9 @@ pub(crate) struct RunState<S> {
     pub(crate) source_panic: Mutex<Option<Box<dyn Any + Send>>>,
     /// Blocking closures started by tasks through `TaskCtx::spawn_blocking`.
     pub(crate) blocking: Arc<BlockingTracker>,
+    /// Who waits for a stream input, and the waker the stream is polled with.
+    input_waiters: Arc<InputWaiters>,
+    input_waker: Waker,
 }
 
 impl<S> RunState<S> {
@@ -124,6 +177,7 @@ impl<S> RunState<S> {
     }
 
     fn new(source: S, token: CancellationToken) -> Self {
+        let input_waiters = Arc::<InputWaiters>::default();
         Self {
             pull: Mutex::new(Pull {
                 source,
@@ -136,6 +190,8 @@ impl<S> RunState<S> {
             failure_seq: AtomicUsize::new(0),
             source_panic: Mutex::new(None),
             blocking: Arc::default(),
+            input_waker: Waker::from(input_waiters.clone()),
+            input_waiters,
         }
     }
 
@@ -159,46 +215,112 @@ impl<S> RunState<S> {
     }
 
     /// Pulls up to `n` inputs under the lock, handing each to `take` with its
-    /// index; stops early at the end of the input or when the run has
-    /// stopped. Returns `true` once the input is exhausted (or its iterator
-    /// panicked: the panic is kept for the caller and the run stopped).
-    pub(crate) fn pull(&self, n: usize, mut take: impl FnMut(usize, S::Key, S::Item)) -> bool
+    /// index; stops early at the end of the input, when the run has stopped,
+    /// or when a stream input has nothing ready. `Pending` only when nothing
+    /// was taken (then `cx` is woken when the stream has an input). A panic
+    /// of the input is kept for the caller, and stops the run.
+    pub(crate) fn pull(
+        &self,
+        n: usize,
+        cx: &Context<'_>,
+        mut take: impl FnMut(usize, S::Key, S::Item),
+    ) -> Pulled
     where
         S: crate::source::Input,
     {
         let mut pull = self.pull.lock().unwrap_or_else(PoisonError::into_inner);
-        for _ in 0..n {
+        for taken in 0..n {
             if pull.exhausted {
-                return true;
+                return Pulled::Exhausted;
             }
             // Checked under the lock, so no input is pulled after a stop that
             // another worker made visible before we took it.
             if self.is_stopped() {
-                return false;
+                return Pulled::Some;
             }
-            let index = pull.next_index;
-            let source = &mut pull.source;
-            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| source.next(index))) {
-                Ok(Some((key, item))) => {
-                    pull.next_index += 1;
-                    take(index, key, item);
-                }
-                Ok(None) => {
-                    pull.exhausted = true;
-                    return true;
-                }
-                Err(p) => {
-                    pull.exhausted = true;
-                    self.source_panic
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .get_or_insert(p);
-                    self.stop(Reason::Source);
-                    return true;
-                }
+            match self.poll_input(&mut pull, cx) {
+                Poll::Ready(Some((index, key, item))) => take(index, key, item),
+                Poll::Ready(None) => return Pulled::Exhausted,
+                // Inputs taken before the stream ran dry must be started:
+                // only a pull that took nothing waits.
+                Poll::Pending if taken > 0 => return Pulled::Some,
+                Poll::Pending => return Pulled::Pending,
             }
         }
-        pull.exhausted
+        if pull.exhausted {
+            Pulled::Exhausted
+        } else {
+            Pulled::Some
+        }
+    }
+
+    /// The next input, numbered. `Pending` only for a stream with nothing
+    /// ready, and then `cx` is registered to hear when it has: registered
+    /// before a second poll, so that an item arriving in between is not
+    /// missed. An iterator is polled once, without touching the waiters.
+    fn poll_input(&self, pull: &mut Pull<S>, cx: &Context<'_>) -> Poll<Option<Pulling<S>>>
+    where
+        S: crate::source::Input,
+    {
+        let mut input_cx = Context::from_waker(&self.input_waker);
+        let mut polled = self.poll_source(pull, &mut input_cx);
+        if polled.is_pending() {
+            self.input_waiters.register(cx.waker());
+            polled = self.poll_source(pull, &mut input_cx);
+        }
+        polled
+    }
+
+    fn poll_source(&self, pull: &mut Pull<S>, cx: &mut Context<'_>) -> Poll<Option<Pulling<S>>>
+    where
+        S: crate::source::Input,
+    {
+        let index = pull.next_index;
+        let source = &mut pull.source;
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| source.poll_next(cx, index)))
+        {
+            Ok(Poll::Ready(Some((key, item)))) => {
+                pull.next_index += 1;
+                Poll::Ready(Some((index, key, item)))
+            }
+            Ok(Poll::Ready(None)) => {
+                pull.exhausted = true;
+                Poll::Ready(None)
+            }
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(p) => {
+                pull.exhausted = true;
+                self.source_panic
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .get_or_insert(p);
+                self.stop(Reason::Source);
+                Poll::Ready(None)
+            }
+        }
+    }
+
+    /// After a stop, pulls the inputs that were never pulled, keeping their
+    /// keys in `rest`: a collect-all report has one outcome per input, so
+    /// the input must be finite. `Pending` while a stream input waits; a
+    /// panic of the input is re-raised.
+    pub(crate) fn poll_rest(&self, cx: &Context<'_>, rest: &mut Vec<(usize, S::Key)>) -> Poll<()>
+    where
+        S: crate::source::Input,
+    {
+        let mut pull = self.pull.lock().unwrap_or_else(PoisonError::into_inner);
+        while !pull.exhausted {
+            match self.poll_input(&mut pull, cx) {
+                Poll::Ready(Some((index, key, _item))) => rest.push((index, key)),
+                Poll::Ready(None) => break,
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        drop(pull);
+        if let Some(p) = self.take_source_panic() {
+            std::panic::resume_unwind(p);
+        }
+        Poll::Ready(())
     }
 
     /// The number of inputs never pulled, if the iterator knows it exactly
@@ -375,6 +497,12 @@ impl<K, T, E> Collected<K, T, E> {
         self.stopped.extend(other.stopped);
     }
 
+    /// Whether a task panicked (a collect-all run under
+    /// `PanicPolicy::Propagate` re-raises it rather than drain the input).
+    pub(crate) fn has_panic(&self) -> bool {
+        self.failures.iter().any(|(_, f)| f.error.is_panic())
+    }
+
     /// Removes the first panic observed (for `PanicPolicy::Propagate`).
     pub(crate) fn take_first_panic(&mut self) -> Option<crate::panic::Panic> {
         let pos = self
@@ -458,31 +586,4 @@ where
         std::panic::resume_unwind(p);
     }
     Joined { collected, shared }
-}
-
-/// After a stop, the inputs that were never pulled, with their keys: a
-/// collect-all report has one outcome per input, so the input must be finite.
-pub(crate) fn drain_rest<S: crate::source::Input>(
-    shared: &RunState<S>,
-) -> (usize, Vec<(usize, S::Key)>) {
-    let mut pull = shared.pull.lock().unwrap_or_else(PoisonError::into_inner);
-    if pull.exhausted {
-        return (0, Vec::new());
-    }
-    pull.exhausted = true;
-    let mut keys = Vec::new();
-    let mut n = 0;
-    let start = pull.next_index;
-    let source = &mut pull.source;
-    let drained = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        while let Some((key, _item)) = source.next(start + n) {
-            keys.push((start + n, key));
-            n += 1;
-        }
-    }));
-    if let Err(p) = drained {
-        drop(pull);
-        std::panic::resume_unwind(p);
-    }
-    (n, keys)
 }
