@@ -318,6 +318,11 @@ const fn r(
     }
 }
 
+/// fanout's own long options, which GNU parallel does not have. They are
+/// never matched by an abbreviation, so that every abbreviation GNU
+/// parallel accepts means the same option here (`--joblo` is `--joblog`).
+pub(crate) const FANOUT_ONLY: &[&str] = &["generate", "joblog-sync"];
+
 /// What the pre-scan knows about each option: its long names (the first is
 /// canonical), short name and arity. Built from clap's definitions plus
 /// [`REFUSED`].
@@ -490,7 +495,10 @@ fn lookup_long<'a>(
     let mut matches: Vec<(&OptionInfo, &str)> = Vec::new();
     for o in options {
         for l in &o.long {
-            if l.len() > 1 && l.to_lowercase().starts_with(&lower) {
+            if l.len() > 1
+                && l.to_lowercase().starts_with(&lower)
+                && !FANOUT_ONLY.contains(&l.as_str())
+            {
                 matches.push((o, l));
             }
         }
@@ -526,6 +534,8 @@ mod tests {
             o(&["pipe-part", "pipepart"], None, Arity::Flag),
             o(&["eof"], Some('e'), Arity::OptionalString),
             o(&["max-lines"], Some('l'), Arity::OptionalNumber),
+            o(&["joblog"], None, Arity::Value),
+            o(&["joblog-sync"], None, Arity::Value),
         ]
     }
 
@@ -549,6 +559,19 @@ mod tests {
             .to_string()
             .contains("ambiguous"));
         assert_eq!(norm(&["--pipe", "x"]).unwrap(), vec!["--pipe", "x"]);
+    }
+
+    #[test]
+    fn fanout_only_options_are_never_abbreviated() {
+        // GNU parallel has no --joblog-sync: --joblo is --joblog there.
+        assert_eq!(
+            norm(&["--joblo", "log", "x"]).unwrap(),
+            vec!["--joblog", "log", "x"]
+        );
+        assert_eq!(
+            norm(&["--joblog-sync", "record", "x"]).unwrap(),
+            vec!["--joblog-sync", "record", "x"]
+        );
     }
 
     #[test]

@@ -1192,6 +1192,22 @@ mod tests {
     }
 
     #[test]
+    fn every_option_gnu_parallel_lacks_is_marked_fanout_only() {
+        let cmd = command();
+        let infos = option_infos(&cmd);
+        for info in &infos {
+            for name in &info.long {
+                if name.len() > 1 && !GNU_OPTIONS.contains(&name.as_str()) {
+                    assert!(
+                        super::super::gnu::FANOUT_ONLY.contains(&name.as_str()),
+                        "--{name} is not GNU parallel's: list it in FANOUT_ONLY"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn options_after_the_command_belong_to_the_command() {
         let cmd = command();
         let infos = option_infos(&cmd);
