@@ -1,26 +1,55 @@
 //! Fuzzes the command template: GNU parallel's replacement-string parser,
 //! the shell rendering and the no-shell argv rendering.
 //!
-//! Input: UTF-8 text; `\x01` separates the command from the inputs (one per
-//! source), `\x02` separates command words. Checked, besides "no panic":
+//! Input: UTF-8 text; `\x01` separates the command from the inputs (the
+//! job's arguments, at most four), `\x02` separates command words; a first
+//! byte with bit 7 set turns on `--plus`. Checked, besides "no panic":
 //! - every quoted value reads back, to a POSIX shell, as the value itself;
 //! - when the template needs no shell, the argv fanout executes directly is
 //!   exactly the words a shell would make of the rendered command line.
+//!
+//! Templates holding a Perl expression (`{= ... =}`, or a replacement string
+//! only Perl computes) are compiled but not evaluated: evaluating them runs
+//! the fuzzer's text as Perl code.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
-#[allow(dead_code, unreachable_pub)]
+/// The two input types and the helper the template module takes from the
+/// command's `input` module.
+mod input {
+    /// One input value.
+    pub(crate) type Value = std::sync::Arc<str>;
+    /// One argument of a job.
+    pub(crate) type Arg = Option<Value>;
+    /// Perl's `\s`.
+    pub(crate) fn is_perl_space(c: char) -> bool {
+        matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0B' | '\x0C')
+    }
+}
+#[allow(
+    dead_code,
+    unreachable_pub,
+    reason = "the module is the command's; the fuzzer uses part of it"
+)]
 #[path = "../../crates/fanout-cli/src/quote.rs"]
 mod quote;
-#[allow(dead_code, unreachable_pub)]
-#[path = "../../crates/fanout-cli/src/template.rs"]
+#[allow(
+    dead_code,
+    unused_imports,
+    unreachable_pub,
+    reason = "the module is the command's; the fuzzer uses part of it"
+)]
+#[path = "../../crates/fanout-cli/src/template/mod.rs"]
 mod template;
+
+use template::{Compiler, Evaluator, Exprs, JobValues, Parens, Rpls, Trim};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
+    let plus = data.first().is_some_and(|b| b & 0x80 != 0);
     let mut pieces = text.split('\u{1}');
     let command = pieces.next().unwrap_or_default();
     let words: Vec<String> = if command.is_empty() {
@@ -40,14 +69,37 @@ fuzz_target!(|data: &[u8]| {
             "quoting {value:?} gave {quoted:?}"
         );
     }
-    let Ok(t) = template::Template::parse(&words, inputs.len()) else {
+    let mut compiler = Compiler {
+        rpls: Rpls::gnu(plus),
+        parens: Parens::default(),
+        exprs: Exprs::default(),
+        context: false,
+        unquoted: false,
+    };
+    let Ok(t) = compiler.command(&words, true, false, &|_| false) else {
+        return;
+    };
+    if compiler.exprs.needs_perl() {
+        return;
+    }
+    let args: Vec<input::Arg> = inputs.iter().map(|a| Some((*a).into())).collect();
+    let mut needs = Vec::new();
+    t.needs(args.len(), &mut needs);
+    let Ok(mut eval) = Evaluator::new(compiler.exprs.clone(), Trim::None, 1, 8) else {
         return;
     };
     let seq = data.len() as u64;
     let slot = 1 + data.first().copied().unwrap_or(0) as usize % 8;
-    let line = t.render_shell(&inputs, seq, slot);
-    if !t.needs_shell() {
-        let argv = t.render_argv(&inputs, seq, slot);
+    let mut values = JobValues::default();
+    if eval
+        .evaluate_into(&mut values, &args, seq, slot, &needs)
+        .is_err()
+    {
+        return;
+    }
+    let rendered = t.render(args.len(), &values);
+    if let Some(argv) = rendered.argv {
+        let line = rendered.line;
         assert!(!argv.is_empty(), "no program for {line:?}");
         assert_eq!(
             shell_words(&line),

@@ -2,42 +2,104 @@
 //! fanout's life), waiting with a timeout, retrying, and capturing output.
 
 use std::collections::HashMap;
-use std::ffi::{CStr, CString};
+use std::ffi::{CString, OsStr};
 use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::input::Value;
-use crate::output::{forward_lines, tag_of, Spooled};
+use crate::input::Arg;
+use crate::limits::Timeout;
+use crate::output::{forward_lines, LiveSpools, Spooled};
+use crate::pipe::{Block, Stdin};
 use crate::spawn::{self, BaseEnv};
+use crate::termseq::TermSeq;
+
+/// How job output reaches fanout's own stdout and stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Capture {
+    /// Into spool files, printed when the job ends.
+    Spool,
+    /// Through pipes, forwarded line by line.
+    Lines,
+    /// Straight to fanout's stdout and stderr.
+    Direct,
+    /// Stdout into a file that is kept, whose name is printed (`--files`);
+    /// stderr is dropped.
+    Files,
+}
+
+/// The settings every job of a run shares.
+#[derive(Debug, Clone)]
+pub(crate) struct JobConfig {
+    /// The shell for commands that need one.
+    pub(crate) shell: String,
+    /// Per-attempt time limit.
+    pub(crate) timeout: Option<Arc<Timeout>>,
+    /// Attempts per job in all.
+    pub(crate) attempts: u32,
+    /// How output is captured.
+    pub(crate) capture: Capture,
+    /// The journal mark every job's processes carry (see `leftovers`).
+    pub(crate) mark: Option<String>,
+    /// Run nothing; each job's output is its command line.
+    pub(crate) dry_run: bool,
+    /// `-v`: each command line first in the job's output.
+    pub(crate) print_commands: bool,
+    /// `-t`: each command line on stderr when it starts.
+    pub(crate) verbose_stderr: bool,
+    /// The variable holding the slot number minus one.
+    pub(crate) slot_var: String,
+    /// `$PARALLEL_ENV`: shell code run before each command.
+    pub(crate) parallel_env: Option<String>,
+    /// Where `$PARALLEL_TMP` names point.
+    pub(crate) tmpdir: PathBuf,
+    /// `--tmpdir`, which jobs see as `$TMPDIR`.
+    pub(crate) tmpdir_option: Option<PathBuf>,
+    /// How many jobs run at once.
+    pub(crate) jobs: usize,
+    /// `--term-seq`.
+    pub(crate) term_seq: TermSeq,
+    /// `--nice`: the jobs' niceness.
+    pub(crate) nice: Option<i32>,
+    /// `--shell-quote`: print each command quoted this many times instead
+    /// of running it.
+    pub(crate) shell_quote: u32,
+    /// `--cat` (a block is written to `$PARALLEL_TMP` first) or `--fifo`
+    /// (written through a named pipe there).
+    pub(crate) block_file: Option<BlockFile>,
+}
+
+/// How `--cat` and `--fifo` give a job its block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BlockFile {
+    /// A regular file, written before the job starts.
+    Cat,
+    /// A named pipe, written while the job runs.
+    Fifo,
+}
 
 /// What every job of a run shares: its settings, the running jobs' process
 /// groups, and resources reused from job to job.
 #[derive(Debug)]
 pub(crate) struct JobEnv {
-    /// The shell for commands that need one.
-    pub(crate) shell: String,
-    /// Per-attempt time limit.
-    pub(crate) timeout: Option<Duration>,
-    /// Attempts per job in all.
-    pub(crate) attempts: u32,
-    /// Forward lines as they come instead of spooling to files.
-    pub(crate) line_buffer: bool,
-    /// Prefix output lines with the inputs.
-    pub(crate) tag: bool,
+    /// The settings.
+    pub(crate) config: JobConfig,
     /// The process group of each running job, by seq, so the run can
     /// terminate them all.
     pub(crate) groups: Mutex<HashMap<u64, i32>>,
-    /// The journal mark every job's processes carry (see `leftovers`).
-    pub(crate) mark: Option<String>,
     /// Set once the run stops (halt or signal): no new attempt starts, and a
     /// job ending now was killed by fanout, not by its own doing.
     pub(crate) stopping: AtomicBool,
-    /// fanout's environment without the per-job variables.
-    pub(crate) base_env: BaseEnv,
+    /// fanout's environment without the per-job variables, plus the
+    /// variables GNU parallel gives every job.
+    pub(crate) base_env: Arc<BaseEnv>,
+    /// Threads that start the jobs' processes (none with one job at a
+    /// time: the runtime's thread does it).
+    pub(crate) spawner: Option<spawn::Spawner>,
     /// `/dev/null`, every job's stdin.
     pub(crate) devnull: File,
     /// The stack a child uses between `clone` and `execve`.
@@ -48,6 +110,10 @@ pub(crate) struct JobEnv {
     pub(crate) spools: Mutex<Vec<File>>,
     /// At most this many spool files are kept for reuse.
     pub(crate) max_spools: usize,
+    /// Jobs killed because free memory fell below half of `--memfree`.
+    pub(crate) memory_killed: Mutex<std::collections::HashSet<u64>>,
+    /// `-k --line-buffer`: running jobs' spool files, for the printer.
+    pub(crate) live: Option<Arc<LiveSpools>>,
 }
 
 impl JobEnv {
@@ -56,34 +122,64 @@ impl JobEnv {
     ///
     /// # Errors
     /// `/dev/null` cannot be opened.
-    pub(crate) fn new(
-        shell: String,
-        timeout: Option<Duration>,
-        attempts: u32,
-        line_buffer: bool,
-        tag: bool,
-        mark: Option<String>,
-        jobs: usize,
-    ) -> std::io::Result<JobEnv> {
+    pub(crate) fn new(config: JobConfig) -> std::io::Result<JobEnv> {
+        let mut base_env = BaseEnv::capture(&[
+            "PARALLEL_SEQ",
+            "PARALLEL_JOBSLOT",
+            "PARALLEL_TMP",
+            "PARALLEL_PID",
+            "PARALLEL_ENV",
+            "PARALLEL_SSHHOST",
+            "PARALLEL_SSHLOGIN",
+            "SSHPASS",
+            config.slot_var.as_str(),
+            crate::leftovers::MARK_VAR,
+        ]);
+        // The variables GNU parallel sets in its own environment, which
+        // every job inherits.
+        let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+        let mut set = |name: &str, value: &OsStr| base_env.set(name, value);
+        set("PARALLEL_PID", OsStr::new(&std::process::id().to_string()));
+        set("PARALLEL_SSHHOST", OsStr::new(":"));
+        set("PARALLEL_SSHLOGIN", OsStr::new(":"));
+        set("SSHPASS", OsStr::new(""));
+        if var("PARALLEL_REMOTE_TMPDIR").is_none() {
+            set("PARALLEL_REMOTE_TMPDIR", OsStr::new("/tmp"));
+        }
+        if var("PARALLEL_RSYNC_OPTS").is_none() {
+            set("PARALLEL_RSYNC_OPTS", OsStr::new("-rlDzR"));
+        }
+        match (&config.tmpdir_option, var("TMPDIR")) {
+            (Some(dir), _) => set("TMPDIR", dir.as_os_str()),
+            (None, None) => set("TMPDIR", OsStr::new("/tmp")),
+            (None, Some(_)) => {}
+        }
+        if let Some(pwd) = std::env::var_os("PWD") {
+            set("OLDPWD", &pwd);
+        }
+        if var("HOME").is_none() {
+            set("HOME", OsStr::new("/tmp"));
+        }
+        let jobs = config.jobs;
+        let threads = crate::cpus::Cpus::detect().threads.min(jobs);
+        let spawner = if threads > 1 {
+            Some(spawn::Spawner::new(threads)?)
+        } else {
+            None
+        };
         Ok(JobEnv {
-            shell,
-            timeout,
-            attempts,
-            line_buffer,
-            tag,
+            config,
             groups: Mutex::new(HashMap::new()),
-            mark,
             stopping: AtomicBool::new(false),
-            base_env: BaseEnv::capture(&[
-                "PARALLEL_SEQ",
-                "PARALLEL_JOBSLOT",
-                crate::leftovers::MARK_VAR,
-            ]),
+            base_env: Arc::new(base_env),
+            spawner,
             devnull: File::open("/dev/null")?,
             stack: Mutex::new(Vec::new()),
             programs: Mutex::new(HashMap::new()),
             spools: Mutex::new(Vec::new()),
             max_spools: 2 * jobs + 16,
+            memory_killed: Mutex::new(std::collections::HashSet::new()),
+            live: None,
         })
     }
 
@@ -128,12 +224,22 @@ pub(crate) struct JobSpec {
     pub(crate) seq: u64,
     /// `{%}`.
     pub(crate) slot: usize,
-    /// One value per input source.
-    pub(crate) inputs: Vec<Value>,
+    /// The job's arguments (every record's, flat).
+    pub(crate) args: Vec<Arg>,
+    /// How many arguments each record has.
+    pub(crate) widths: Vec<usize>,
     /// The shell command line (also what the joblog records).
     pub(crate) command: String,
     /// The argv, when the command needs no shell.
     pub(crate) argv: Option<Vec<String>>,
+    /// The `--tag`/`--tagstring` prefix of each output line, TAB included.
+    pub(crate) tag: Option<Arc<str>>,
+    /// The rendered `--results` name, for per-job result files.
+    pub(crate) results: Option<String>,
+    /// `skip()` or `--filter` said not to run it.
+    pub(crate) skip: bool,
+    /// What its standard input is fed from.
+    pub(crate) stdin: Stdin,
 }
 
 /// How a job ended: the job, and its last attempt.
@@ -158,7 +264,10 @@ pub(crate) async fn run(spec: JobSpec, env: Arc<JobEnv>) -> Finished {
     let mut attempt = 1;
     loop {
         let last = run_once(&spec, &env).await;
-        if last.is_success() || attempt >= env.attempts || env.stopping.load(Ordering::SeqCst) {
+        if last.is_success()
+            || attempt >= env.config.attempts
+            || env.stopping.load(Ordering::SeqCst)
+        {
             return Finished { spec, last };
         }
         attempt += 1;
@@ -185,6 +294,10 @@ pub(crate) struct Attempt {
     pub(crate) output: Spooled,
     /// Bytes of stdout.
     pub(crate) received: u64,
+    /// Bytes of standard input it was given (`--pipe`).
+    pub(crate) sent: u64,
+    /// A `--round-robin` job that got no block.
+    pub(crate) virgin: bool,
 }
 
 impl Attempt {
@@ -212,6 +325,47 @@ impl Attempt {
             .map_or(0.0, |d| d.as_secs_f64())
     }
 
+    /// A job that runs nothing (`--dry-run`, `skip()`, `--filter`): its
+    /// output is `shown` (the command line, for `--dry-run` and `-v`).
+    fn without_process(
+        start: SystemTime,
+        exitval: i32,
+        shown: Option<&str>,
+        spec: &JobSpec,
+        shared: &JobEnv,
+    ) -> Attempt {
+        let mut stdout = None;
+        let mut received = 0;
+        if let Some(text) = shown {
+            received = text.len() as u64;
+            match shared.config.capture {
+                Capture::Spool => stdout = spool_with(text),
+                Capture::Lines => print_now(text, spec.tag.as_deref()),
+                Capture::Direct => print_now(text, None),
+                Capture::Files => {
+                    // GNU parallel prints the name of a file it then removes.
+                    let name = format!("{}.par\n", tmp_name(&shared.config.tmpdir).display());
+                    stdout = spool_with(&name);
+                }
+            }
+        }
+        Attempt {
+            start,
+            runtime: Duration::ZERO,
+            exitval,
+            signal: 0,
+            timed_out: false,
+            aborted: false,
+            output: Spooled {
+                stdout,
+                stderr: None,
+            },
+            received,
+            sent: 0,
+            virgin: false,
+        }
+    }
+
     fn failed_to_start(start: SystemTime, exitval: i32, message: String) -> Attempt {
         // The message becomes the job's stderr, as a shell's would.
         let stderr = tempfile::tempfile().ok().and_then(|mut f| {
@@ -235,16 +389,57 @@ impl Attempt {
                 stderr,
             },
             received: 0,
+            sent: 0,
+            virgin: false,
         }
     }
 }
 
 async fn run_once(spec: &JobSpec, shared: &JobEnv) -> Attempt {
     let start = SystemTime::now();
-    let program = spec
-        .argv
-        .as_ref()
-        .map_or(shared.shell.as_str(), |a| a[0].as_str());
+    let cfg = &shared.config;
+    if cfg.verbose_stderr {
+        eprintln!("{}", spec.command);
+    }
+    let shown = (cfg.print_commands || cfg.dry_run).then(|| format!("{}\n", spec.command));
+    if cfg.shell_quote > 0 && !spec.skip {
+        let mut quoted = spec.command.clone();
+        for _ in 0..cfg.shell_quote {
+            quoted = crate::quote::shell_quote(&quoted);
+        }
+        quoted.push('\n');
+        let exitval = 0;
+        return Attempt::without_process(start, exitval, Some(&quoted), spec, shared);
+    }
+    if cfg.dry_run || spec.skip {
+        // GNU parallel runs `true` instead; a skipped job ends with -2.
+        let exitval = if spec.skip { -2 } else { 0 };
+        return Attempt::without_process(start, exitval, shown.as_deref(), spec, shared);
+    }
+    let shell_line;
+    // GNU parallel runs a --cat command as `cat > $PARALLEL_TMP;COMMAND;
+    // CLEANUP`, where the cleanup exits with a status the shell never sets:
+    // the job's exit status is 0 unless the command itself exits.
+    let cat = cfg.block_file == Some(BlockFile::Cat);
+    let words: Vec<&str> = match (&spec.argv, &cfg.parallel_env) {
+        (Some(argv), None) if !cat => argv.iter().map(String::as_str).collect(),
+        (_, penv) => {
+            let command = if cat {
+                format!("{};true", spec.command)
+            } else {
+                spec.command.clone()
+            };
+            shell_line = match penv {
+                Some(env) if cfg.shell.contains("zsh") => {
+                    format!("{env}\neval {}", crate::quote::shell_quote(&command))
+                }
+                Some(env) => format!("{env}\n{command}"),
+                None => command,
+            };
+            vec![cfg.shell.as_str(), "-c", shell_line.as_str()]
+        }
+    };
+    let program = words[0];
     let spawn_error = |e: std::io::Error| {
         let (code, what) = match e.kind() {
             std::io::ErrorKind::NotFound => (127, "command not found".to_owned()),
@@ -257,35 +452,32 @@ async fn run_once(spec: &JobSpec, shared: &JobEnv) -> Attempt {
         Ok(path) => path,
         Err(e) => return spawn_error(e),
     };
-    let words: Result<Vec<CString>, _> = match &spec.argv {
-        Some(argv) => argv.iter().map(|a| CString::new(a.as_bytes())).collect(),
-        None => [shared.shell.as_str(), "-c", spec.command.as_str()]
-            .iter()
-            .map(|a| CString::new(a.as_bytes()))
-            .collect(),
-    };
+    let words: Result<Vec<CString>, _> = words.iter().map(|a| CString::new(a.as_bytes())).collect();
     let words = match words {
         Ok(words) => words,
         Err(e) => return spawn_error(std::io::Error::new(std::io::ErrorKind::InvalidInput, e)),
     };
+    let parallel_tmp = tmp_name(&cfg.tmpdir);
     let job_env = [
         CString::new(format!("PARALLEL_SEQ={}", spec.seq)),
         CString::new(format!("PARALLEL_JOBSLOT={}", spec.slot)),
+        CString::new(format!("{}={}", cfg.slot_var, spec.slot.saturating_sub(1))),
+        CString::new(format!("PARALLEL_TMP={}", parallel_tmp.display())),
     ];
-    let mark = shared
+    let mark = cfg
         .mark
         .as_ref()
         .and_then(|m| CString::new(format!("{}={m}", crate::leftovers::MARK_VAR)).ok());
 
     // Grouped output goes to two spool files (recycled ones when possible);
-    // --line-buffer output to pipes read as it comes.
+    // --line-buffer output to pipes read as it comes; --ungroup output
+    // straight to fanout's own stdout and stderr.
     let mut pipes = None;
-    let spool = if shared.line_buffer {
-        match (pipe(), pipe()) {
-            (Ok(out), Ok(err)) => {
-                pipes = Some((out, err));
-                None
-            }
+    let mut spool = None;
+    let mut kept_file: Option<PathBuf> = None;
+    match cfg.capture {
+        Capture::Lines => match (pipe(), pipe()) {
+            (Ok(out), Ok(err)) => pipes = Some((out, err)),
             (Err(e), _) | (_, Err(e)) => {
                 return Attempt::failed_to_start(
                     start,
@@ -293,10 +485,20 @@ async fn run_once(spec: &JobSpec, shared: &JobEnv) -> Attempt {
                     format!("fanout: cannot create a pipe: {e}\n"),
                 );
             }
-        }
-    } else {
-        match (shared.spool(), shared.spool()) {
-            (Ok(out), Ok(err)) => Some((out, err)),
+        },
+        Capture::Spool => match (shared.spool(), shared.spool()) {
+            (Ok(mut out), Ok(err)) => {
+                if let Some(text) = &shown {
+                    if let Err(e) = out.write_all(text.as_bytes()) {
+                        return Attempt::failed_to_start(
+                            start,
+                            255,
+                            format!("fanout: cannot write a temporary file: {e}\n"),
+                        );
+                    }
+                }
+                spool = Some((out, err));
+            }
             (Err(e), _) | (_, Err(e)) => {
                 return Attempt::failed_to_start(
                     start,
@@ -304,32 +506,119 @@ async fn run_once(spec: &JobSpec, shared: &JobEnv) -> Attempt {
                     format!("fanout: cannot create a temporary file: {e}\n"),
                 );
             }
+        },
+        Capture::Files => {
+            let name = PathBuf::from(format!("{}.par", tmp_name(&cfg.tmpdir).display()));
+            let out = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&name);
+            match (out, shared.spool()) {
+                (Ok(mut out), Ok(err)) => {
+                    if let Some(text) = &shown {
+                        let _ = out.write_all(text.as_bytes());
+                    }
+                    kept_file = Some(name);
+                    spool = Some((out, err));
+                }
+                (Err(e), _) | (_, Err(e)) => {
+                    return Attempt::failed_to_start(
+                        start,
+                        255,
+                        format!(
+                            "fanout: cannot create a file in {}: {e}\n",
+                            cfg.tmpdir.display()
+                        ),
+                    );
+                }
+            }
         }
-    };
+        Capture::Direct => {}
+    }
+    if !matches!(cfg.capture, Capture::Spool | Capture::Files) {
+        if let Some(text) = &shown {
+            let tag = if cfg.capture == Capture::Lines {
+                spec.tag.as_deref()
+            } else {
+                None
+            };
+            print_now(text, tag);
+        }
+    }
+    // Standard input: /dev/null, or a pipe a writer task feeds the
+    // job's block into (--cat and --fifo put the block in $PARALLEL_TMP).
+    let mut stdin_feed = None;
+    let mut fifo_feed = None;
+    let mut fifo_writer = None;
+    let fifo_done = Arc::new(AtomicBool::new(false));
+    // Bytes of a block (or part) not yet handed to the job: if any are
+    // left when the job ends, GNU parallel's writer would have died of
+    // SIGPIPE, and the job counts as killed by it.
+    let unsent = Arc::new(AtomicU64::new(stdin_len(&spec.stdin)));
+    match (&spec.stdin, cfg.block_file) {
+        (Stdin::Null, _) => {}
+        (source @ (Stdin::Block(_) | Stdin::Part(_)), Some(BlockFile::Cat)) => {
+            if let Err(e) = write_source_to(source, &parallel_tmp) {
+                return Attempt::failed_to_start(
+                    start,
+                    255,
+                    format!("fanout: cannot write {}: {e}\n", parallel_tmp.display()),
+                );
+            }
+            unsent.store(0, Ordering::SeqCst);
+        }
+        (source @ (Stdin::Block(_) | Stdin::Part(_)), Some(BlockFile::Fifo)) => {
+            match make_fifo(&parallel_tmp) {
+                Ok(()) => fifo_feed = Some(source.clone()),
+                Err(e) => {
+                    return Attempt::failed_to_start(
+                        start,
+                        255,
+                        format!(
+                            "fanout: cannot make a fifo {}: {e}\n",
+                            parallel_tmp.display()
+                        ),
+                    );
+                }
+            }
+        }
+        (source, _) => match pipe() {
+            Ok((r, w)) => stdin_feed = Some((r, w, source.clone())),
+            Err(e) => {
+                return Attempt::failed_to_start(
+                    start,
+                    255,
+                    format!("fanout: cannot create a pipe: {e}\n"),
+                );
+            }
+        },
+    }
+    let stdin_fd = stdin_feed
+        .as_ref()
+        .map_or(shared.devnull.as_raw_fd(), |(r, _, _)| r.as_raw_fd());
     let fds = match (&spool, &pipes) {
-        (Some((out, err)), _) => [shared.devnull.as_raw_fd(), out.as_raw_fd(), err.as_raw_fd()],
-        (None, Some(((_, out_w), (_, err_w)))) => [
-            shared.devnull.as_raw_fd(),
-            out_w.as_raw_fd(),
-            err_w.as_raw_fd(),
-        ],
-        (None, None) => unreachable!("either spool files or pipes"),
+        (Some((out, err)), _) => [stdin_fd, out.as_raw_fd(), err.as_raw_fd()],
+        (None, Some(((_, out_w), (_, err_w)))) => [stdin_fd, out_w.as_raw_fd(), err_w.as_raw_fd()],
+        (None, None) => [stdin_fd, 1, 2],
     };
     let started = Instant::now();
-    let spawned = {
-        let env: Vec<&CStr> = shared
-            .base_env
-            .0
-            .iter()
-            .chain(job_env.iter().flatten())
-            .chain(mark.iter())
-            .map(CString::as_c_str)
-            .collect();
-        let mut stack = shared.stack.lock().unwrap_or_else(|p| p.into_inner());
-        spawn::spawn(&path, &words, &env, fds, &mut stack)
+    let request = spawn::SpawnRequest {
+        path,
+        argv: words,
+        base_env: shared.base_env.clone(),
+        job_env: job_env.into_iter().flatten().chain(mark).collect(),
+        fds,
+        nice: cfg.nice,
+    };
+    let spawned = match &shared.spawner {
+        Some(spawner) => spawner.spawn(request).await,
+        None => {
+            let mut stack = shared.stack.lock().unwrap_or_else(|p| p.into_inner());
+            request.run(&mut stack)
+        }
     };
     let mut child = match spawned {
-        Ok(child) => child,
+        Ok(child) => child.into_process(),
         Err(e) => return spawn_error(e),
     };
     let pid = child.id();
@@ -338,8 +627,32 @@ async fn run_once(spec: &JobSpec, shared: &JobEnv) -> Attempt {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .insert(spec.seq, pid);
+    if let (Some(live), Some((out, err)), Capture::Spool) = (&shared.live, &spool, cfg.capture) {
+        if let (Ok(out), Ok(err)) = (out.try_clone(), err.try_clone()) {
+            live.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(spec.seq, (out, err, spec.tag.clone()));
+        }
+    }
+    let writer = match (stdin_feed, fifo_feed) {
+        (Some((read_end, write_end, source)), _) => {
+            // The child has its copy of the read end.
+            drop(read_end);
+            Some(tokio::spawn(feed_stdin(write_end, source, unsent.clone())))
+        }
+        (None, Some(source)) => {
+            let done = fifo_done.clone();
+            let path = parallel_tmp.clone();
+            let unsent = unsent.clone();
+            fifo_writer = Some(tokio::task::spawn_blocking(move || {
+                feed_fifo(path, source, done, unsent)
+            }));
+            None
+        }
+        (None, None) => None,
+    };
 
-    let tag = shared.tag.then(|| tag_of(&spec.inputs));
+    let tag = spec.tag.clone();
     let forwarders = pipes.map(|((out_r, out_w), (err_r, err_w))| {
         // Our copies of the write ends go, so the readers see EOF when the
         // job's processes are done with them.
@@ -353,15 +666,42 @@ async fn run_once(spec: &JobSpec, shared: &JobEnv) -> Attempt {
     });
 
     let mut timed_out = false;
-    let status = match shared.timeout {
+    let status = match &cfg.timeout {
         None => child.wait().await,
-        Some(limit) => match tokio::time::timeout(limit, child.wait()).await {
-            Ok(status) => status,
-            Err(_) => {
-                timed_out = true;
-                terminate_group(pid, &mut child).await
+        Some(timeout) => {
+            // A percentage timeout changes as jobs succeed.
+            let (mut limit, mut changes) = timeout.limit();
+            loop {
+                let deadline = tokio::time::Instant::from_std(started + limit);
+                let changed = async {
+                    match changes.as_mut() {
+                        Some(c) => c.changed().await.is_ok(),
+                        None => std::future::pending().await,
+                    }
+                };
+                enum Woke {
+                    Exited(std::io::Result<std::process::ExitStatus>),
+                    Deadline,
+                    Changed(bool),
+                }
+                let woke = tokio::select! {
+                    status = child.wait() => Woke::Exited(status),
+                    () = tokio::time::sleep_until(deadline) => Woke::Deadline,
+                    ok = changed => Woke::Changed(ok),
+                };
+                match woke {
+                    Woke::Exited(status) => break status,
+                    Woke::Deadline => {
+                        timed_out = true;
+                        break terminate_group(pid, &mut child, &cfg.term_seq).await;
+                    }
+                    Woke::Changed(true) => {
+                        limit = *changes.as_ref().expect("changes").borrow();
+                    }
+                    Woke::Changed(false) => changes = None,
+                }
             }
-        },
+        }
     };
     // Remove the group before any further await: on fanout's single-threaded
     // runtime nothing can signal it in between, so a reused pid is never hit.
@@ -370,8 +710,30 @@ async fn run_once(spec: &JobSpec, shared: &JobEnv) -> Attempt {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .remove(&spec.seq);
+    if let Some(live) = &shared.live {
+        live.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&spec.seq);
+    }
+    if let Some(writer) = writer {
+        // The job is gone: whatever it did not read is not needed.
+        writer.abort();
+    }
+    if let Some(writer) = fifo_writer {
+        fifo_done.store(true, Ordering::SeqCst);
+        // A writer blocked in a write gets EPIPE now that the reader is
+        // gone; one still waiting for a reader sees `done`.
+        let _ = writer.await;
+    }
     let runtime = started.elapsed();
-    let aborted = !timed_out && shared.stopping.load(Ordering::SeqCst);
+    let killed_for_memory = shared
+        .memory_killed
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&spec.seq);
+    let aborted = !timed_out && !killed_for_memory && shared.stopping.load(Ordering::SeqCst);
+    // GNU parallel removes $PARALLEL_TMP after the job.
+    let _ = std::fs::remove_file(&parallel_tmp);
 
     let mut received = 0;
     if let Some((out, err)) = forwarders {
@@ -379,8 +741,17 @@ async fn run_once(spec: &JobSpec, shared: &JobEnv) -> Attempt {
             received += handle.await.unwrap_or(0);
         }
     }
-    let output = match spool {
-        Some((mut out, mut err)) => {
+    let output = match (spool, kept_file) {
+        (Some((out, _)), Some(name)) => {
+            // --files: the job's stdout stays in its file; the output is
+            // the file's name (stderr is dropped, as GNU parallel does).
+            received = out.metadata().map_or(0, |m| m.len());
+            Spooled {
+                stdout: spool_with(&format!("{}\n", name.display())),
+                stderr: None,
+            }
+        }
+        (Some((mut out, mut err)), None) => {
             received = out.metadata().map_or(0, |m| m.len());
             let err_len = err.metadata().map_or(1, |m| m.len());
             // Nothing can write to an empty spool any more once the job's
@@ -411,19 +782,34 @@ async fn run_once(spec: &JobSpec, shared: &JobEnv) -> Attempt {
                 stderr: err,
             }
         }
-        None => Spooled::default(),
+        (None, _) => Spooled::default(),
     };
-    let (exitval, signal) = match status {
+    let (mut exitval, mut signal) = match status {
         Ok(status) => {
             use std::os::unix::process::ExitStatusExt;
             match (status.code(), status.signal()) {
                 (Some(code), _) => (code, 0),
-                (None, Some(sig)) => (if timed_out || aborted { -1 } else { 0 }, sig),
+                (None, Some(sig)) => (
+                    if timed_out || aborted || killed_for_memory {
+                        -1
+                    } else {
+                        0
+                    },
+                    sig,
+                ),
                 (None, None) => (-1, 0),
             }
         }
         Err(_) => (-1, 0),
     };
+    let sent = stdin_len(&spec.stdin) - unsent.load(Ordering::SeqCst);
+    // A --round-robin job that got no block: GNU parallel counts its exit
+    // status but neither prints nor journals it.
+    let virgin =
+        matches!(&spec.stdin, Stdin::RoundRobin(slot) if !slot.got_block.load(Ordering::SeqCst));
+    if sent < stdin_len(&spec.stdin) && !timed_out && !aborted && spec.stdin.dies_unread() {
+        (exitval, signal) = (0, libc::SIGPIPE);
+    }
     Attempt {
         start,
         runtime,
@@ -433,7 +819,277 @@ async fn run_once(spec: &JobSpec, shared: &JobEnv) -> Attempt {
         aborted: aborted && (exitval != 0 || signal != 0),
         output,
         received,
+        sent,
+        virgin,
     }
+}
+
+/// The bytes a job's standard input carries (0 when fed without end, as
+/// with `--round-robin`).
+fn stdin_len(stdin: &Stdin) -> u64 {
+    match stdin {
+        Stdin::Null | Stdin::RoundRobin(_) | Stdin::Tee(_) => 0,
+        Stdin::Block(b) => (b.header.len() + b.data.len()) as u64,
+        Stdin::Part(p) => p.ranges.iter().map(|(_, len)| len).sum(),
+    }
+}
+
+/// `--cat`: the block or part, written to `path`.
+fn write_source_to(source: &Stdin, path: &Path) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::fs::File::create(path)?;
+    match source {
+        Stdin::Block(b) => {
+            out.write_all(&b.header)?;
+            out.write_all(&b.data)?;
+        }
+        Stdin::Part(p) => {
+            for &(offset, len) in &p.ranges {
+                copy_range(&p.file, offset, len, &mut out, &AtomicU64::new(len))?;
+            }
+        }
+        Stdin::Null | Stdin::RoundRobin(_) | Stdin::Tee(_) => {}
+    }
+    Ok(())
+}
+
+/// Copies `len` bytes of `file` from `offset` to `out`, counting them down
+/// in `left`.
+fn copy_range(
+    file: &File,
+    offset: u64,
+    len: u64,
+    out: &mut dyn std::io::Write,
+    left: &AtomicU64,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0; (len as usize).min(1 << 20)];
+    let mut done = 0;
+    while done < len {
+        let want = ((len - done) as usize).min(buf.len());
+        let n = file.read_at(&mut buf[..want], offset + done)?;
+        if n == 0 {
+            break;
+        }
+        out.write_all(&buf[..n])?;
+        done += n as u64;
+        left.fetch_sub(n as u64, Ordering::SeqCst);
+    }
+    Ok(())
+}
+
+/// A fresh `$PARALLEL_TMP`: `DIR/parXXXXX`, a name no file has yet (the job
+/// may create it; fanout removes it after the job, as GNU parallel does).
+fn tmp_name(dir: &Path) -> PathBuf {
+    use std::sync::atomic::AtomicU64;
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut state = std::process::id() as u64
+        ^ COUNTER
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+    loop {
+        let mut name = String::from("par");
+        for _ in 0..5 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            name.push(CHARS[(state % CHARS.len() as u64) as usize] as char);
+        }
+        let path = dir.join(name);
+        if std::fs::symlink_metadata(&path).is_err() {
+            return path;
+        }
+    }
+}
+
+/// Writes a job's standard input: its block, the blocks of the shared feed
+/// (`--round-robin`), or its parts of a file (`--pipepart`, with
+/// `splice(2)`, so the bytes do not pass through fanout). Stops quietly
+/// when the job closes its end.
+async fn feed_stdin(fd: OwnedFd, source: Stdin, unsent: Arc<AtomicU64>) {
+    use tokio::io::AsyncWriteExt;
+    let Ok(mut tx) = tokio::net::unix::pipe::Sender::from_owned_fd(fd) else {
+        return;
+    };
+    match source {
+        Stdin::Null => {}
+        Stdin::Block(block) => {
+            let _ = write_block(&mut tx, &block, true, &unsent).await;
+        }
+        Stdin::Tee(slot) => {
+            let rx = slot.rx.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(mut rx) = rx {
+                while let Some(piece) = rx.recv().await {
+                    if tx.write_all(&piece).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        Stdin::RoundRobin(slot) => {
+            let mut first = true;
+            let none = AtomicU64::new(u64::MAX);
+            while let Some(block) = slot.next().await {
+                let written = write_block(&mut tx, &block, first, &none).await;
+                slot.done_one();
+                if written.is_err() {
+                    break;
+                }
+                first = false;
+            }
+        }
+        Stdin::Part(part) => {
+            for (offset, len) in part.ranges {
+                let mut offset = offset as libc::loff_t;
+                let mut left = len as usize;
+                while left > 0 {
+                    if tx.writable().await.is_err() {
+                        return;
+                    }
+                    let spliced = tx.try_io(|| {
+                        // SAFETY: splice(2) between two descriptors we own,
+                        // with a valid offset pointer.
+                        let n = unsafe {
+                            libc::splice(
+                                part.file.as_raw_fd(),
+                                &mut offset,
+                                tx.as_raw_fd(),
+                                std::ptr::null_mut(),
+                                left.min(1 << 20),
+                                libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
+                            )
+                        };
+                        if n < 0 {
+                            Err(std::io::Error::last_os_error())
+                        } else {
+                            Ok(n as usize)
+                        }
+                    });
+                    match spliced {
+                        Ok(0) => return,
+                        Ok(n) => {
+                            left -= n;
+                            unsent.fetch_sub(n as u64, Ordering::SeqCst);
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(_) => return,
+                    }
+                }
+            }
+        }
+    }
+    let _ = tx.shutdown().await;
+}
+
+async fn write_block(
+    tx: &mut tokio::net::unix::pipe::Sender,
+    block: &Block,
+    with_header: bool,
+    unsent: &AtomicU64,
+) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let parts: [&[u8]; 2] = [if with_header { &block.header } else { &[] }, &block.data];
+    for mut part in parts {
+        while !part.is_empty() {
+            let n = tx.write(part).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            part = &part[n..];
+            unsent.fetch_sub(n as u64, Ordering::SeqCst);
+        }
+    }
+    Ok(())
+}
+
+/// Makes the named pipe `path`.
+fn make_fifo(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: mkfifo with a valid NUL-terminated path.
+    if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `--fifo`: writes the block into the named pipe once the job opens it
+/// for reading (opening for writing cannot succeed before that); gives up
+/// when `done` is set (the job ended without opening it). Closing it then
+/// gives the job end-of-file.
+fn feed_fifo(path: PathBuf, source: Stdin, done: Arc<AtomicBool>, unsent: Arc<AtomicU64>) {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut wait = Duration::from_micros(200);
+    let mut file = loop {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&path)
+        {
+            Ok(file) => break file,
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+                // No reader yet.
+                if done.load(Ordering::SeqCst) {
+                    return;
+                }
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(Duration::from_millis(20));
+            }
+            Err(_) => return,
+        }
+    };
+    // Blocking writes from here: the job reads at its pace; if it goes
+    // away, the write fails (EPIPE) and the block is dropped.
+    // SAFETY: fcntl on a descriptor we own.
+    unsafe {
+        let flags = libc::fcntl(file.as_raw_fd(), libc::F_GETFL);
+        libc::fcntl(file.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK);
+    }
+    match source {
+        Stdin::Block(block) => {
+            for part in [&block.header[..], &block.data[..]] {
+                if file.write_all(part).is_err() {
+                    return;
+                }
+                unsent.fetch_sub(part.len() as u64, Ordering::SeqCst);
+            }
+        }
+        Stdin::Part(part) => {
+            for &(offset, len) in &part.ranges {
+                if copy_range(&part.file, offset, len, &mut file, &unsent).is_err() {
+                    return;
+                }
+            }
+        }
+        Stdin::Null | Stdin::RoundRobin(_) | Stdin::Tee(_) => {}
+    }
+}
+
+/// An unlinked temporary file holding `text`, read from the start.
+fn spool_with(text: &str) -> Option<File> {
+    let mut f = tempfile::tempfile().ok()?;
+    f.write_all(text.as_bytes()).ok()?;
+    f.seek(SeekFrom::Start(0)).ok()?;
+    Some(f)
+}
+
+/// Prints `text` on stdout now, each line prefixed with `tag`.
+fn print_now(text: &str, tag: Option<&str>) {
+    let mut out = std::io::stdout().lock();
+    let mut bytes = Vec::with_capacity(text.len());
+    crate::output::tag_lines(
+        text.as_bytes(),
+        tag.map(str::as_bytes),
+        &mut true,
+        &mut bytes,
+    );
+    let _ = out.write_all(&bytes).and_then(|()| out.flush());
 }
 
 /// Whether any process is left in the process group `pgid`. Only ESRCH
@@ -457,16 +1113,32 @@ fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
-/// GNU parallel's `--term-seq` shortened: SIGTERM to the whole group, then
-/// SIGKILL if it is still there 200 ms later.
+/// Stops a job's process group as `--term-seq` says: each signal, then a
+/// wait of at most its time for the job to end; the sequence goes on while
+/// any process of the group is left.
 async fn terminate_group(
     pid: i32,
     child: &mut spawn::Process,
+    seq: &TermSeq,
 ) -> std::io::Result<std::process::ExitStatus> {
-    signal_group(pid, libc::SIGTERM);
-    match tokio::time::timeout(Duration::from_millis(200), child.wait()).await {
-        Ok(status) => status,
-        Err(_) => {
+    let mut status = None;
+    for &(signal, wait) in &seq.0 {
+        signal_group(pid, signal);
+        if status.is_none() {
+            if let Ok(s) = tokio::time::timeout(wait, child.wait()).await {
+                status = Some(s);
+            }
+        } else {
+            tokio::time::sleep(wait).await;
+        }
+        if status.is_some() && !group_exists(pid) {
+            break;
+        }
+    }
+    match status {
+        Some(status) => status,
+        None => {
+            // The sequence ended without a KILL that took: make sure.
             signal_group(pid, libc::SIGKILL);
             child.wait().await
         }

@@ -40,6 +40,9 @@ pub(crate) struct JobRecord {
     pub(crate) start: f64,
     /// Run time in seconds.
     pub(crate) runtime: f64,
+    /// Bytes of standard input the job was given (GNU's `Send`: the block
+    /// with `--pipe`).
+    pub(crate) sent: u64,
     /// Bytes of stdout the job wrote (GNU's `Receive`).
     pub(crate) received: u64,
     /// Exit status; -1 when killed by fanout (timeout, halt, interrupt).
@@ -72,10 +75,11 @@ impl JobRecord {
     /// The line without its newline, with `seq` in the first column.
     fn fields(&self, seq: u64) -> String {
         format!(
-            "{}\t:\t{:.3}\t{:10.3}\t0\t{}\t{}\t{}\t{}",
+            "{}\t:\t{:.3}\t{:10.3}\t{}\t{}\t{}\t{}\t{}",
             seq,
             self.start,
             self.runtime,
+            self.sent,
             self.received,
             self.exitval,
             self.signal,
@@ -91,11 +95,11 @@ impl JobRecord {
         if f.len() != 9 {
             return None;
         }
-        f[4].trim().parse::<u64>().ok()?;
         Some(JobRecord {
             seq: f[0].parse().ok()?,
             start: f[2].trim().parse().ok()?,
             runtime: f[3].trim().parse().ok()?,
+            sent: f[4].trim().parse().ok()?,
             received: f[5].trim().parse().ok()?,
             exitval: f[6].trim().parse().ok()?,
             signal: f[7].trim().parse().ok()?,
@@ -349,6 +353,7 @@ mod tests {
     fn record(seq: u64, exitval: i32) -> JobRecord {
         JobRecord {
             seq,
+            sent: 0,
             start: 1_795_982_418.252,
             runtime: 0.5,
             received: 6,

@@ -7,36 +7,50 @@
 //! [`run::Ending`] it returns gives the exit code. See `docs/CLI.md` for
 //! the user guide and the differences from GNU parallel.
 
+mod batch;
+mod cpus;
 mod flags;
 mod input;
 mod job;
 mod joblog;
 mod leftovers;
+mod limits;
 mod output;
+mod pipe;
 mod plan;
 mod quote;
 mod results;
 mod run;
+mod shell;
 mod spawn;
 mod starter;
 mod template;
+mod termseq;
+mod timeline;
 
 use std::io::Write;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use flags::{HiArgs, Parsed};
 use plan::Plan;
 
 fn main() -> ExitCode {
     // Jobs must be waited for, whatever fanout's caller did to SIGCHLD.
     spawn::reset_sigchld();
-    let code = match HiArgs::parse(std::env::args_os().skip(1).collect()) {
-        Ok(Parsed::Print(text)) => {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    // `fanout timeline JOBLOG`: only as the very first word, so a program
+    // named `timeline` still runs with any option before it (`fanout -k
+    // timeline ...`) or after `--`.
+    if argv.first().is_some_and(|a| a == "timeline") {
+        let code = timeline::main(argv[1..].to_vec());
+        return ExitCode::from(code.clamp(0, 255) as u8);
+    }
+    let code = match HiArgs::parse(argv) {
+        Ok(Parsed::Print(text, code)) => {
             print!("{text}");
-            0
+            let _ = std::io::stdout().flush();
+            code
         }
-        Ok(Parsed::Run(args)) if args.dry_run => dry_run(&args).unwrap_or_else(|e| report(&e)),
         Ok(Parsed::Run(args)) => run(*args),
         Err(e) => report(&e),
     };
@@ -60,24 +74,6 @@ fn run(args: HiArgs) -> i32 {
             Err(e) => report(&e),
         }
     })
-}
-
-/// `--dry-run`: the commands, one per line; nothing runs or is journaled.
-fn dry_run(args: &HiArgs) -> anyhow::Result<i32> {
-    let mut out = std::io::stdout().lock();
-    for (i, inputs) in args.inputs.jobs().enumerate() {
-        let seq = i as u64 + 1;
-        let slot = i % args.jobs + 1;
-        let values: Vec<&str> = inputs.iter().map(|v| &**v).collect();
-        let line = args.template.render_shell(&values, seq, slot);
-        if let Err(e) = writeln!(out, "{line}") {
-            if e.kind() == std::io::ErrorKind::BrokenPipe {
-                return Ok(0);
-            }
-            return Err(e).context("cannot write to stdout");
-        }
-    }
-    Ok(0)
 }
 
 /// Reports a tool error the way GNU parallel does: one message, exit 255.

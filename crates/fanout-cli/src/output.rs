@@ -1,17 +1,20 @@
 //! Printing job output: each job's stdout then stderr as one block, in
 //! completion order or, with `-k`, in input order; or, with
-//! `--line-buffer`, complete lines as they come.
+//! `--line-buffer`, complete lines as they come. With both `-k` and
+//! `--line-buffer`, the oldest unprinted job's complete lines are printed
+//! from its spool files while it runs, and the others wait their turn.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::sync::Arc;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+use std::sync::{Arc, Mutex};
 
 use indicatif::ProgressBar;
 use tokio::io::{AsyncBufReadExt, AsyncRead};
 use tokio::sync::Notify;
 
-use crate::input::Value;
+use crate::results::{Row, Table};
 
 /// Wakes the run loop when fanout's stdout turns out to be a closed pipe
 /// (`fanout … | head`), so the run stops quietly.
@@ -64,13 +67,33 @@ pub(crate) struct Printable {
     pub(crate) output: Spooled,
     /// With `-k`: the job's place in the backlog, given back once printed.
     pub(crate) ticket: Option<BacklogTicket>,
+    /// With `--results NAME.csv` and the like: the job's row.
+    pub(crate) row: Option<Row>,
 }
 
-/// GNU parallel's tag: the inputs separated by spaces, then a TAB.
-pub(crate) fn tag_of(inputs: &[Value]) -> Arc<str> {
-    let mut tag = inputs.iter().map(|v| &**v).collect::<Vec<_>>().join(" ");
-    tag.push('\t');
-    Arc::from(tag)
+/// Where printed output goes.
+#[derive(Debug)]
+pub(crate) enum Destination {
+    /// fanout's stdout and stderr.
+    Terminal,
+    /// Nowhere (`--results` files hold it).
+    Nowhere,
+    /// A results table.
+    Table(Table),
+}
+
+/// With `-k --line-buffer`: the spool files (stdout, stderr) and the tag
+/// of each running job, by seq, so that the oldest one's lines can be
+/// printed while it runs.
+pub(crate) type LiveSpools = Mutex<HashMap<u64, (File, File, Option<Arc<str>>)>>;
+
+/// The job whose output `-k --line-buffer` prints as it comes, and how much
+/// of each of its files is printed.
+#[derive(Debug)]
+struct LiveHead {
+    spools: Arc<LiveSpools>,
+    seq: u64,
+    printed: [u64; 2],
 }
 
 /// Prints finished jobs' spooled output.
@@ -86,19 +109,93 @@ pub(crate) struct Printer {
     /// Finished jobs waiting for an earlier one (only with `-k`).
     waiting: BTreeMap<u64, Printable>,
     bar: Option<ProgressBar>,
+    destination: Destination,
+    /// `-k --line-buffer`.
+    live: Option<LiveHead>,
 }
 
 impl Printer {
     /// A printer; `bar` is suspended while output is written.
-    pub(crate) fn new(keep_order: bool, bar: Option<ProgressBar>) -> Printer {
+    pub(crate) fn new(
+        keep_order: bool,
+        bar: Option<ProgressBar>,
+        destination: Destination,
+    ) -> Printer {
         Printer {
             keep_order,
             order: VecDeque::new(),
             waiting: BTreeMap::new(),
             bar,
+            destination,
+            live: None,
         }
     }
 
+    /// With `-k`: prints the oldest unprinted job's complete lines while
+    /// it runs, from the spool files its job registers in `spools`.
+    pub(crate) fn print_live(&mut self, spools: Arc<LiveSpools>) {
+        if self.keep_order && matches!(self.destination, Destination::Terminal) {
+            self.live = Some(LiveHead {
+                spools,
+                seq: 0,
+                printed: [0, 0],
+            });
+        }
+    }
+
+    /// Whether [`Printer::poll_live`] has anything to do.
+    pub(crate) fn is_live(&self) -> bool {
+        self.live.is_some()
+    }
+
+    /// `-k --line-buffer`: prints the complete lines the oldest unprinted
+    /// job has written since the last call.
+    ///
+    /// # Errors
+    /// Writing to stdout or stderr fails.
+    pub(crate) fn poll_live(&mut self) -> io::Result<()> {
+        let Some(live) = &mut self.live else {
+            return Ok(());
+        };
+        let Some(&head) = self.order.front() else {
+            return Ok(());
+        };
+        if live.seq != head {
+            live.seq = head;
+            live.printed = [0, 0];
+        }
+        let spools = live.spools.lock().unwrap_or_else(|p| p.into_inner());
+        let Some((out, err, tag)) = spools.get(&head) else {
+            return Ok(());
+        };
+        let bar = self.bar.as_ref();
+        for (i, file) in [out, err].into_iter().enumerate() {
+            let printed = &mut live.printed[i];
+            let write = |lines: &[u8]| -> io::Result<()> {
+                let mut tagged = Vec::with_capacity(lines.len());
+                tag_lines(
+                    lines,
+                    tag.as_deref().map(str::as_bytes),
+                    &mut true,
+                    &mut tagged,
+                );
+                let write = || {
+                    if i == 0 {
+                        let mut out = io::stdout().lock();
+                        out.write_all(&tagged).and_then(|()| out.flush())
+                    } else {
+                        io::stderr().lock().write_all(&tagged)
+                    }
+                };
+                match bar {
+                    Some(bar) => bar.suspend(write),
+                    None => write(),
+                }
+            };
+            copy_lines_from(file, printed, write)?;
+        }
+        Ok(())
+    }
     /// Notes that a job started, fixing its place in `-k` order.
     pub(crate) fn started(&mut self, seq: u64) {
         if self.keep_order {
@@ -139,7 +236,8 @@ impl Printer {
             self.order.pop_front();
             self.print(job)?;
         }
-        Ok(())
+        // The next job's lines so far need not wait for the next tick.
+        self.poll_live()
     }
 
     /// Prints everything still held, in order; used when a run stops with
@@ -157,20 +255,59 @@ impl Printer {
 
     fn print(&mut self, job: Printable) -> io::Result<()> {
         let Printable {
+            seq,
             tag,
-            output: Spooled { stdout, stderr },
+            output: Spooled {
+                mut stdout,
+                mut stderr,
+            },
             ticket,
-            ..
+            row,
         } = job;
-        let write = || -> io::Result<()> {
-            if let Some(file) = stdout {
-                let mut out = io::stdout().lock();
-                copy(file, &mut out, tag.as_deref())?;
-                out.flush()?;
+        // What -k --line-buffer printed while the job ran is not printed
+        // again.
+        if let Some(live) = self.live.as_mut().filter(|l| l.seq == seq) {
+            for (file, at) in [
+                (&mut stdout, live.printed[0]),
+                (&mut stderr, live.printed[1]),
+            ] {
+                if let Some(f) = file {
+                    f.seek(SeekFrom::Start(at))?;
+                }
             }
-            if let Some(file) = stderr {
-                let mut err = io::stderr().lock();
-                copy(file, &mut err, tag.as_deref())?;
+            live.seq = 0;
+        }
+        let destination = &mut self.destination;
+        let write = || -> io::Result<()> {
+            match destination {
+                Destination::Nowhere => {}
+                Destination::Terminal => {
+                    if let Some(file) = stdout {
+                        let mut out = io::stdout().lock();
+                        copy(file, &mut out, tag.as_deref())?;
+                        out.flush()?;
+                    }
+                    if let Some(file) = stderr {
+                        let mut err = io::stderr().lock();
+                        copy(file, &mut err, tag.as_deref())?;
+                    }
+                }
+                Destination::Table(table) => {
+                    let read = |f: Option<File>| -> io::Result<Vec<u8>> {
+                        let mut bytes = Vec::new();
+                        if let Some(mut f) = f {
+                            f.read_to_end(&mut bytes)?;
+                        }
+                        Ok(match tag.as_deref() {
+                            Some(tag) => tag_lines_by_line(&bytes, tag.as_bytes()),
+                            None => bytes,
+                        })
+                    };
+                    let (out, err) = (read(stdout)?, read(stderr)?);
+                    if let Some(row) = row {
+                        table.write(&row, &out, &err)?;
+                    }
+                }
             }
             Ok(())
         };
@@ -184,24 +321,96 @@ impl Printer {
     }
 }
 
-/// Copies a spooled output file, prefixing every line (the last one too,
-/// even without a newline) with `tag`.
-fn copy(file: File, out: &mut impl Write, tag: Option<&str>) -> io::Result<()> {
+/// Reads `file` from `printed` on and hands each stretch of complete lines
+/// to `write`, advancing `printed` past them; a last partial line is left
+/// for later.
+fn copy_lines_from(
+    file: &File,
+    printed: &mut u64,
+    mut write: impl FnMut(&[u8]) -> io::Result<()>,
+) -> io::Result<()> {
+    let mut chunk = vec![0; 64 * 1024];
+    let mut pending: Vec<u8> = Vec::new();
+    let mut at = *printed;
+    loop {
+        let n = match file.read_at(&mut chunk, at) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        at += n as u64;
+        let got = &chunk[..n];
+        match got.iter().rposition(|&b| b == b'\n') {
+            Some(end) => {
+                pending.extend_from_slice(&got[..=end]);
+                write(&pending)?;
+                *printed += pending.len() as u64;
+                pending.clear();
+                pending.extend_from_slice(&got[end + 1..]);
+            }
+            None => pending.extend_from_slice(got),
+        }
+    }
+}
+
+/// Copies a spooled output file, tagging lines as GNU parallel does.
+fn copy(mut file: File, out: &mut impl Write, tag: Option<&str>) -> io::Result<()> {
     let Some(tag) = tag else {
-        let mut file = file;
         io::copy(&mut file, out)?;
         return Ok(());
     };
-    let mut reader = BufReader::new(file);
-    let mut line = Vec::new();
+    let mut buf = vec![0; 32 * 1024];
+    let mut pretag = true;
+    let mut tagged = Vec::with_capacity(buf.len() + tag.len());
     loop {
-        line.clear();
-        if reader.read_until(b'\n', &mut line)? == 0 {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
             return Ok(());
         }
-        out.write_all(tag.as_bytes())?;
-        out.write_all(&line)?;
+        tagged.clear();
+        tag_lines(&buf[..n], Some(tag.as_bytes()), &mut pretag, &mut tagged);
+        out.write_all(&tagged)?;
     }
+}
+
+/// GNU parallel's tagging of printed output: the tag before the first
+/// byte, and after every `\n` or `\r` that more output follows (`pretag`
+/// carries "the last chunk ended a line" across chunks).
+pub(crate) fn tag_lines(chunk: &[u8], tag: Option<&[u8]>, pretag: &mut bool, out: &mut Vec<u8>) {
+    let Some(tag) = tag else {
+        out.extend_from_slice(chunk);
+        return;
+    };
+    if chunk.is_empty() {
+        return;
+    }
+    if *pretag {
+        out.extend_from_slice(tag);
+    }
+    for (i, &b) in chunk.iter().enumerate() {
+        out.push(b);
+        if (b == b'\n' || b == b'\r') && i + 1 < chunk.len() {
+            out.extend_from_slice(tag);
+        }
+    }
+    *pretag = matches!(chunk.last(), Some(b'\n' | b'\r'));
+}
+
+/// GNU parallel's tagging for results tables: each line (up to `\n`)
+/// starts with the tag, and the tag follows every `\r` in it.
+fn tag_lines_by_line(bytes: &[u8], tag: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    for line in bytes.split_inclusive(|&b| b == b'\n') {
+        out.extend_from_slice(tag);
+        for &b in line {
+            out.push(b);
+            if b == b'\r' {
+                out.extend_from_slice(tag);
+            }
+        }
+    }
+    out
 }
 
 /// Reads a spooled file whole, then rewinds it for printing.
@@ -233,10 +442,12 @@ pub(crate) async fn forward_lines(
             Ok(n) => total += n as u64,
         }
         let mut out = Vec::with_capacity(line.len() + tag.as_deref().map_or(0, str::len));
-        if let Some(tag) = &tag {
-            out.extend_from_slice(tag.as_bytes());
-        }
-        out.extend_from_slice(&line);
+        tag_lines(
+            &line,
+            tag.as_deref().map(str::as_bytes),
+            &mut true,
+            &mut out,
+        );
         let result = if to_stderr {
             io::stderr().lock().write_all(&out)
         } else {

@@ -4,25 +4,30 @@
 //! handlers and builds the job starter; anything that fails here fails
 //! before the first job starts.
 
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use fanout::journal::Fingerprinter;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
-use crate::flags::{Halt, HiArgs, Resume};
+use crate::batch::{Batcher, Batching, JobArgs, LengthCheck, Made};
+use crate::flags::{Halt, HiArgs, OutputMode, PipeSetup, ResultsSpec, Resume};
 use crate::input::Value;
-use crate::job::JobEnv;
+use crate::job::{Capture, JobConfig, JobEnv};
 use crate::joblog::{Joblog, Skip};
 use crate::leftovers;
-use crate::output::Printer;
-use crate::results::Results;
+use crate::output::{Destination, LiveSpools, Printer};
+use crate::pipe::Feed;
+use crate::results::{ResultFiles, Table};
 use crate::spawn;
-use crate::starter::Starter;
+use crate::starter::{PipeSource, Starter};
+use crate::template::Evaluator;
 
-/// The jobs to run, in input order: each one's `{#}` and inputs.
-pub(crate) type Jobs = Box<dyn Iterator<Item = (u64, Vec<Value>)> + Send>;
+/// The jobs to run, in input order: each one's `{#}` and arguments (or why
+/// it could not be made).
+pub(crate) type Jobs = Box<dyn Iterator<Item = (u64, Made)> + Send>;
 
 /// A run, ready to go.
 pub(crate) struct Plan {
@@ -34,12 +39,12 @@ pub(crate) struct Plan {
     pub(crate) total_jobs: u64,
     /// When to stop early.
     pub(crate) halt: Option<Halt>,
-    /// Whether lines are tagged with their job's inputs.
-    pub(crate) tag: bool,
     /// The journal.
     pub(crate) joblog: Option<Joblog>,
-    /// The `--results` file.
-    pub(crate) results: Option<Results>,
+    /// Per-job `--results` files.
+    pub(crate) results: Option<ResultFiles>,
+    /// Whether a `--results` table gets a row per job.
+    pub(crate) table: bool,
     /// Prints job output in the order the flags ask for.
     pub(crate) printer: Printer,
     /// The progress bar.
@@ -70,13 +75,39 @@ impl Plan {
     /// The journal or results file cannot be opened, the journal belongs to
     /// another run, or the signal handlers cannot be installed; no job has
     /// started then.
-    pub(crate) fn prepare(args: HiArgs) -> anyhow::Result<Plan> {
-        // The results file first: failing on it must not cost an old joblog.
-        let results = match &args.results {
-            Some(path) => Some(Results::open(path, args.resume != Resume::Off)?),
-            None => None,
+    pub(crate) fn prepare(mut args: HiArgs) -> anyhow::Result<Plan> {
+        let resuming = args.resume != Resume::Off;
+        // The results first: failing on them must not cost an old joblog.
+        let mut destination = Destination::Terminal;
+        let mut results = None;
+        let mut table = false;
+        match &args.results {
+            Some(ResultsSpec::Table { path, kind }) => {
+                let names = args.has_header.then(|| args.header_names.clone());
+                destination =
+                    Destination::Table(Table::open(path.as_deref(), *kind, resuming, names)?);
+                table = true;
+            }
+            Some(ResultsSpec::Files { name, .. }) => {
+                results = Some(ResultFiles::new(name.clone(), args.header_names.clone()));
+                destination = Destination::Nowhere;
+            }
+            None => {}
+        }
+        // Perl (if needed) starts and compiles every expression before
+        // anything else happens.
+        let eval = Arc::new(Mutex::new(Evaluator::new(
+            args.compiler.exprs.clone(),
+            args.trim,
+            args.total_jobs,
+            args.jobs,
+        )?));
+        let (joblog, skip) = if args.dry_run {
+            // GNU parallel writes no joblog in a dry run.
+            (None, Skip::new())
+        } else {
+            open_joblog(&args)?
         };
-        let (joblog, skip) = open_joblog(&args)?;
         let mark = args
             .joblog
             .as_deref()
@@ -92,43 +123,192 @@ impl Plan {
             },
         };
         spawn::dispositions_changed();
-        let total_jobs = args.inputs.job_count();
+        let total_jobs = args.total_jobs;
         let bar = progress_bar(&args, total_jobs.saturating_sub(skip.len() as u64));
-        let env = Arc::new(
-            JobEnv::new(
-                std::env::var("PARALLEL_SHELL").unwrap_or_else(|_| "/bin/sh".to_owned()),
-                args.timeout,
-                args.attempts,
-                args.line_buffer,
-                args.tag,
-                mark,
-                args.jobs,
-            )
-            .context("cannot open /dev/null")?,
-        );
-        let starter = Arc::new(Starter::new(&args, env.clone()));
-        let inputs = Arc::new(args.inputs);
-        let jobs: Jobs = Box::new(
-            inputs
-                .into_jobs()
-                .zip(1u64..)
-                .filter(move |(_, seq)| !skip.contains(seq))
-                .map(|(inputs, seq)| (seq, inputs)),
-        );
+        let capture = match args.output {
+            _ if args.files => Capture::Files,
+            OutputMode::Group => Capture::Spool,
+            OutputMode::LineBuffer if args.results.is_none() && !args.keep_order => Capture::Lines,
+            OutputMode::LineBuffer => Capture::Spool,
+            OutputMode::Ungroup if args.results.is_none() => Capture::Direct,
+            OutputMode::Ungroup => Capture::Spool,
+        };
+        let tmpdir = args
+            .tmpdir
+            .clone()
+            .or_else(|| {
+                std::env::var_os("TMPDIR")
+                    .filter(|v| !v.is_empty())
+                    .map(PathBuf::from)
+            })
+            .unwrap_or_else(|| PathBuf::from("/tmp"));
+        let live = (args.keep_order && args.output == OutputMode::LineBuffer)
+            .then(|| Arc::new(LiveSpools::default()));
+        let mut env = JobEnv::new(JobConfig {
+            shell: args.shell.path.clone(),
+            timeout: args.timeout.take().map(Arc::new),
+            attempts: args.attempts,
+            capture,
+            mark,
+            dry_run: args.dry_run,
+            print_commands: args.print_commands,
+            verbose_stderr: args.verbose_stderr,
+            slot_var: args.slot_var.clone(),
+            parallel_env: args.parallel_env.clone(),
+            tmpdir,
+            tmpdir_option: args.tmpdir.clone(),
+            jobs: args.jobs,
+            term_seq: args.term_seq.clone(),
+            nice: args.nice,
+            shell_quote: args.shell_quote,
+            block_file: args.block_file,
+        })
+        .context("cannot open /dev/null")?;
+        env.live = live.clone();
+        let env = Arc::new(env);
+        if let Some(limit) = args.memfree {
+            tokio::spawn(kill_youngest_below(limit / 2, env.clone()));
+        }
+        let (pipe, pipe_jobs) = match args.pipe.take() {
+            None => (None, None),
+            Some(setup) => {
+                let arg = if args.block_file.is_some() {
+                    "$PARALLEL_TMP"
+                } else {
+                    ""
+                };
+                let job = move |seq: u64| -> (u64, Made) {
+                    (
+                        seq,
+                        Ok(JobArgs {
+                            seq,
+                            args: vec![Some(Value::from(arg))],
+                            widths: vec![1],
+                            values: None,
+                        }),
+                    )
+                };
+                match setup {
+                    PipeSetup::Stream {
+                        reading,
+                        round_robin: false,
+                    } => {
+                        let feed = Feed::start(reading)?;
+                        let ended = feed.clone();
+                        // A job per block; after the input ends, jobs made
+                        // while it was being read find no block and do not
+                        // run, and no more are made.
+                        let jobs: Jobs =
+                            Box::new((1..).map(job).take_while(move |_| !ended.is_ended()));
+                        (Some(PipeSource::Blocks(feed)), Some(jobs))
+                    }
+                    PipeSetup::Stream {
+                        reading,
+                        round_robin: true,
+                    } => {
+                        let feed = Feed::start(reading)?;
+                        tokio::spawn(feed.clone().dispatch(args.jobs));
+                        let jobs: Jobs = Box::new((1..=args.jobs as u64).map(job));
+                        (Some(PipeSource::RoundRobin(feed)), Some(jobs))
+                    }
+                    PipeSetup::Parts(parts) => {
+                        let jobs: Jobs = Box::new((1..=parts.len() as u64).map(job));
+                        (Some(PipeSource::Parts(parts)), Some(jobs))
+                    }
+                    PipeSetup::Tee { block } => {
+                        let slots = crate::pipe::start_tee(args.total_jobs as usize, block);
+                        // The jobs and their arguments come from the inputs.
+                        (Some(PipeSource::Tee(slots)), None)
+                    }
+                }
+            }
+        };
+        let starter = Arc::new(Starter::new(&args, eval.clone(), env.clone(), pipe));
+        let length = match args.batching {
+            Batching::Length { .. } => Some(LengthCheck {
+                model: args.length.clone(),
+                max_len: args.max_len,
+                eval,
+            }),
+            Batching::Count(_) => None,
+        };
+        let jobs: Jobs = match pipe_jobs {
+            Some(jobs) => jobs,
+            None => {
+                let records = Arc::new(args.inputs).records();
+                let batcher = Batcher::new(
+                    Box::new(records),
+                    args.batching,
+                    args.no_args,
+                    length,
+                    args.jobs,
+                );
+                Box::new(
+                    batcher
+                        .enumerate()
+                        .map(|(i, made)| (i as u64 + 1, made))
+                        .filter(move |(seq, _)| !skip.contains(seq)),
+                )
+            }
+        };
         Ok(Plan {
             jobs,
             limit: args.jobs,
             total_jobs,
             halt: args.halt,
-            tag: args.tag,
             joblog,
             results,
-            printer: Printer::new(args.keep_order, bar.clone()),
+            table,
+            printer: {
+                let mut printer = Printer::new(args.keep_order, bar.clone(), destination);
+                if let Some(live) = live {
+                    printer.print_live(live);
+                }
+                printer
+            },
             bar,
             env,
             starter,
             signals,
         })
+    }
+}
+
+/// `--memfree`: while free memory is below `limit`, kills the youngest
+/// running job (its `--term-seq`), as GNU parallel does; it counts as
+/// failed (exit -1).
+async fn kill_youngest_below(limit: u64, env: Arc<JobEnv>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+    loop {
+        tick.tick().await;
+        if crate::limits::memfree().is_none_or(|free| free >= limit) {
+            continue;
+        }
+        let youngest = {
+            let groups = env.groups.lock().unwrap_or_else(|p| p.into_inner());
+            groups
+                .iter()
+                .max_by_key(|(seq, _)| **seq)
+                .map(|(s, g)| (*s, *g))
+        };
+        let Some((seq, pgid)) = youngest else {
+            continue;
+        };
+        let first = env
+            .memory_killed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(seq);
+        if first {
+            let steps = env.config.term_seq.0.clone();
+            tokio::spawn(async move {
+                for (signal, wait) in steps {
+                    crate::job::signal_group(pgid, signal);
+                    tokio::time::sleep(wait).await;
+                }
+                crate::job::signal_group(pgid, libc::SIGKILL);
+            });
+        }
     }
 }
 
@@ -147,11 +327,16 @@ fn open_joblog(args: &HiArgs) -> anyhow::Result<(Option<Joblog>, Skip)> {
     args.inputs.visit(|bytes| {
         fingerprint.feed(bytes);
     });
+    // Options that change which inputs a job number stands for; left out
+    // when at their defaults, so older journals still match.
+    if args.batching != Batching::Count(1) || args.no_args {
+        fingerprint.feed(format!("--batching {:?} {}", args.batching, args.no_args).as_bytes());
+    }
     let fingerprint = fingerprint.finish();
     let summary = format!(
         "command: {}; {} jobs",
         args.command.join(" "),
-        args.inputs.job_count()
+        args.total_jobs
     );
     let opened = match args.resume {
         Resume::Off => Joblog::create(path, fingerprint, &summary, args.joblog_sync)?,
@@ -182,7 +367,7 @@ fn open_joblog(args: &HiArgs) -> anyhow::Result<(Option<Joblog>, Skip)> {
 }
 
 fn progress_bar(args: &HiArgs, total: u64) -> Option<ProgressBar> {
-    let template = match (args.bar, args.eta) {
+    let template = match (args.bar, args.eta || args.progress) {
         (false, false) => return None,
         (true, true) => "{percent:>3}% {wide_bar} {pos}/{len} ETA {eta}",
         (true, false) => "{percent:>3}% {wide_bar} {pos}/{len}",

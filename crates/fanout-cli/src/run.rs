@@ -16,14 +16,11 @@ use tokio::time::Instant;
 use crate::flags::{Halt, HaltWhen, Halting, Tally};
 use crate::job::{self, Finished, JobEnv};
 use crate::joblog::{JobRecord, Joblog};
-use crate::output::{self, tag_of, Printable, Printer};
+use crate::output::{self, Printable, Printer};
 use crate::plan::Plan;
-use crate::results::Results;
+use crate::results::{ResultFiles, Row};
 use crate::spawn;
-use crate::starter::Ran;
-
-/// How long jobs get between SIGTERM and SIGKILL when the run stops.
-const GRACE: Duration = Duration::from_millis(200);
+use crate::starter::{self, Ran};
 
 /// GNU parallel's exit code for an error of the tool itself.
 pub(crate) const TOOL_ERROR: i32 = 255;
@@ -66,7 +63,7 @@ impl Ending {
 /// What the loop waits for.
 enum Event {
     /// A job ended (or the engine has none left: `None`).
-    Job(Option<(u64, Outcome<Option<Ran>, Infallible>)>),
+    Job(Option<(u64, Outcome<starter::JobEnd, Infallible>)>),
     /// SIGINT or SIGTERM.
     Signal(i32),
     /// stdout turned out to be a closed pipe.
@@ -75,6 +72,8 @@ enum Event {
     KillNow,
     /// A child exited (only listened to as PID 1: see `spawn::reap_orphans`).
     ChildExited,
+    /// Time to print the oldest job's new lines (`-k --line-buffer`).
+    PrintLive,
 }
 
 impl Plan {
@@ -86,9 +85,9 @@ impl Plan {
             limit,
             total_jobs,
             halt,
-            tag,
             joblog,
             results,
+            table,
             printer,
             bar,
             env,
@@ -107,21 +106,27 @@ impl Plan {
                 .window(0)
                 .grace(Duration::MAX)
                 .panics(PanicPolicy::AsError)
-                .stream(Order::Completion, move |task, inputs| {
-                    starter.clone().start(*task.key(), inputs)
+                .stream(Order::Completion, move |task, made| {
+                    starter.clone().start(*task.key(), made)
                 })
         };
         let mut run = Run {
+            starter: starter.clone(),
             halt,
             total_jobs,
-            tag,
             joblog,
             results,
+            table,
             printer,
             bar,
             tally: Tally::default(),
             stopping: Stopping::new(env),
         };
+        // -k --line-buffer: the oldest job's spool files are read for new
+        // lines this often while it runs, as GNU parallel's loop does.
+        let mut live_tick = tokio::time::interval(Duration::from_millis(20));
+        live_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let live = run.printer.is_live();
         loop {
             if run.stopping.take_cancel() {
                 starter.refuse_new();
@@ -134,6 +139,7 @@ impl Plan {
                 () = output::BROKEN_PIPE_NOTIFY.notified() => Event::BrokenPipe,
                 () = sleep_until(run.stopping.kill_at) => Event::KillNow,
                 Some(()) = next_signal(&mut signals.child) => Event::ChildExited,
+                _ = live_tick.tick(), if live => Event::PrintLive,
             };
             for seq in starter.take_started() {
                 run.printer.started(seq);
@@ -145,6 +151,11 @@ impl Plan {
                 Event::BrokenPipe => run.stopping.now(EndReason::BrokenPipe),
                 Event::KillNow => run.stopping.kill_now(),
                 Event::ChildExited => run.stopping.reap_orphans(),
+                Event::PrintLive => {
+                    if let Err(e) = run.printer.poll_live() {
+                        run.stopping.output_failed(&e);
+                    }
+                }
             }
         }
         run.finish()
@@ -153,11 +164,12 @@ impl Plan {
 
 /// The run loop's state.
 struct Run {
+    starter: Arc<crate::starter::Starter>,
     halt: Option<Halt>,
     total_jobs: u64,
-    tag: bool,
     joblog: Option<Joblog>,
-    results: Option<Results>,
+    results: Option<ResultFiles>,
+    table: bool,
     printer: Printer,
     bar: Option<ProgressBar>,
     tally: Tally,
@@ -166,11 +178,24 @@ struct Run {
 
 impl Run {
     /// Job `seq` ended, or never started.
-    fn on_job(&mut self, seq: u64, outcome: Outcome<Option<Ran>, Infallible>) {
-        let mut ran = match outcome {
-            Ok(Some(ran)) => ran,
+    fn on_job(&mut self, seq: u64, outcome: Outcome<starter::JobEnd, Infallible>) {
+        // After `--halt now` GNU parallel kills the other jobs and exits at
+        // once: nothing that ends later is counted, journaled or printed.
+        if self.stopping.halted_now {
+            return;
+        }
+        let ran = match outcome {
+            Ok(starter::JobEnd::Ran(ran)) => {
+                self.starter.give_back(ran.job.spec.slot);
+                *ran
+            }
             // The run stopped before the job started: nothing ran.
-            Ok(None) | Err(TaskError::NotStarted | TaskError::Cancelled) => {
+            Ok(starter::JobEnd::NotStarted) | Err(TaskError::NotStarted | TaskError::Cancelled) => {
+                return self.never_started(seq);
+            }
+            Ok(starter::JobEnd::Failed(message)) => {
+                self.say(&format!("fanout: {message}\n"));
+                self.stopping.now(EndReason::ToolError);
                 return self.never_started(seq);
             }
             Err(e) => {
@@ -181,6 +206,13 @@ impl Run {
         };
         // A job killed because the run is stopping did not complete: it is
         // neither counted nor journaled, and a resume runs it again.
+        let mut ran = ran;
+        if ran.job.last.virgin {
+            // A --round-robin job that got no block: counted, not printed
+            // or journaled, as in GNU parallel.
+            self.tally.add(ran.job.is_success());
+            return self.never_started(seq);
+        }
         if !ran.job.last.aborted {
             self.complete(&mut ran.job);
         }
@@ -194,6 +226,11 @@ impl Run {
             bar.inc(1);
         }
         self.tally.add(job.is_success());
+        if job.last.exitval == 0 {
+            if let Some(timeout) = &self.stopping.env.config.timeout {
+                timeout.succeeded(job.last.runtime);
+            }
+        }
         if job.last.timed_out {
             self.say(&format!(
                 "fanout: job {} timed out and was killed: {}\n",
@@ -222,13 +259,16 @@ impl Run {
                 job.spec.command
             ));
             match when {
-                HaltWhen::Now => self.stopping.now(EndReason::Halt(exit_code)),
+                HaltWhen::Now => {
+                    self.stopping.now(EndReason::Halt(exit_code));
+                    self.stopping.halted_now = true;
+                }
                 HaltWhen::Soon => self.stopping.soon(EndReason::Halt(exit_code)),
             }
         }
     }
 
-    /// Writes the job's `--results` line and journal record.
+    /// Writes the job's `--results` files and journal record.
     fn record(&mut self, job: &mut Finished) {
         if let Some(results) = &mut self.results {
             if let Err(e) = results.write(job) {
@@ -247,11 +287,28 @@ impl Run {
     /// Hands the job's output to the printer (with `-k`, it may wait).
     fn print(&mut self, ran: Ran) {
         let Ran { job, ticket } = ran;
+        let row = self.table.then(|| Row {
+            seq: job.spec.seq,
+            start: job.last.start_secs(),
+            runtime: job.last.runtime.as_secs_f64(),
+            sent: job.last.sent,
+            received: job.last.received,
+            exitval: job.last.exitval,
+            signal: job.last.signal,
+            command: job.spec.command.clone(),
+            values: job
+                .spec
+                .args
+                .iter()
+                .map(|a| a.as_deref().unwrap_or("").to_owned())
+                .collect(),
+        });
         let printable = Printable {
             seq: job.spec.seq,
-            tag: self.tag.then(|| tag_of(&job.spec.inputs)),
+            tag: job.spec.tag.clone(),
             output: job.last.output,
             ticket,
+            row,
         };
         if let Err(e) = self.printer.finished(printable) {
             self.stopping.output_failed(&e);
@@ -275,8 +332,12 @@ impl Run {
     /// Prints what is still held, marks the journal finished, and says how
     /// the run ended.
     fn finish(mut self) -> Ending {
-        if let Err(e) = self.printer.flush_all() {
-            self.stopping.output_failed(&e);
+        // After `--halt now`, output still held back by -k is dropped, as
+        // GNU parallel exits without printing it.
+        if !self.stopping.halted_now {
+            if let Err(e) = self.printer.flush_all() {
+                self.stopping.output_failed(&e);
+            }
         }
         if let Some(log) = self.joblog.take() {
             if let Err(e) = log.finish() {
@@ -294,14 +355,18 @@ impl Run {
     }
 }
 
-/// Why the run stopped starting jobs, and when the running ones, already
-/// sent SIGTERM, get SIGKILL.
+/// Why the run stopped starting jobs, and when the running ones get the
+/// next signal of `--term-seq`.
 struct Stopping {
     why: Option<EndReason>,
     kill_at: Option<Instant>,
+    /// The `--term-seq` steps not taken yet.
+    steps: std::collections::VecDeque<(i32, Duration)>,
     env: Arc<JobEnv>,
     /// Whether the engine has been told to start no more jobs.
     cancelled: bool,
+    /// `--halt now` triggered: later job ends are ignored.
+    halted_now: bool,
 }
 
 impl Stopping {
@@ -309,8 +374,10 @@ impl Stopping {
         Stopping {
             why: None,
             kill_at: None,
+            steps: std::collections::VecDeque::new(),
             env,
             cancelled: false,
+            halted_now: false,
         }
     }
 
@@ -326,13 +393,30 @@ impl Stopping {
         self.why.get_or_insert(why);
     }
 
-    /// Starts no new job and terminates the running ones' process groups:
-    /// SIGTERM now, SIGKILL after [`GRACE`].
+    /// Starts no new job and terminates the running ones' process groups
+    /// with the `--term-seq` signals, one step at a time.
     fn now(&mut self, why: EndReason) {
         self.why.get_or_insert(why);
-        self.env.stopping.store(true, Ordering::SeqCst);
-        self.kill_all(libc::SIGTERM);
-        self.kill_at.get_or_insert_with(|| Instant::now() + GRACE);
+        if self.env.stopping.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        self.steps = self.env.config.term_seq.0.iter().copied().collect();
+        self.next_step();
+    }
+
+    /// Sends the next `--term-seq` signal and schedules the one after; the
+    /// last step is followed by SIGKILL, so that nothing survives.
+    fn next_step(&mut self) {
+        match self.steps.pop_front() {
+            Some((signal, wait)) => {
+                self.kill_all(signal);
+                self.kill_at = Some(Instant::now() + wait);
+            }
+            None => {
+                self.kill_all(libc::SIGKILL);
+                self.kill_at = None;
+            }
+        }
     }
 
     /// SIGINT or SIGTERM: stop now; a second one kills at once.
@@ -363,10 +447,9 @@ impl Stopping {
         }
     }
 
-    /// The grace is over: SIGKILL to every running job's process group.
+    /// A `--term-seq` wait is over: the next signal.
     fn kill_now(&mut self) {
-        self.kill_all(libc::SIGKILL);
-        self.kill_at = None;
+        self.next_step();
     }
 
     /// Reaps exited children that are not jobs (fanout is PID 1).
@@ -388,6 +471,7 @@ fn record_of(job: &Finished) -> JobRecord {
         seq: job.spec.seq,
         start: job.last.start_secs(),
         runtime: job.last.runtime.as_secs_f64(),
+        sent: job.last.sent,
         received: job.last.received,
         exitval: job.last.exitval,
         signal: job.last.signal,

@@ -29,13 +29,105 @@ use std::time::Duration;
 
 use tokio::io::unix::AsyncFd;
 
+/// [`ChildArgs::nice`] when the job keeps fanout's niceness.
+const KEEP_NICENESS: c_int = c_int::MIN;
+
 /// Bytes of stack for the child between `clone` and `execve`.
 const STACK_SIZE: usize = 64 * 1024;
 
 /// The environment every job starts from: fanout's own, without the
 /// variables fanout sets per job.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct BaseEnv(pub(crate) Vec<CString>);
+
+/// What a [`Spawner`] thread needs to start a child: everything owned, so
+/// that it can cross threads.
+#[derive(Debug)]
+pub(crate) struct SpawnRequest {
+    /// The program.
+    pub(crate) path: CString,
+    /// Its argv.
+    pub(crate) argv: Vec<CString>,
+    /// The environment every job shares.
+    pub(crate) base_env: Arc<BaseEnv>,
+    /// This job's own variables, after the shared ones.
+    pub(crate) job_env: Vec<CString>,
+    /// Stdin, stdout and stderr; the requester keeps them open until it
+    /// has the answer.
+    pub(crate) fds: [RawFd; 3],
+    /// `--nice`.
+    pub(crate) nice: Option<i32>,
+}
+
+impl SpawnRequest {
+    /// Starts the child on the calling thread, using `stack`.
+    pub(crate) fn run(&self, stack: &mut Vec<u8>) -> io::Result<Spawned> {
+        let env: Vec<&CStr> = self
+            .base_env
+            .0
+            .iter()
+            .chain(self.job_env.iter())
+            .map(CString::as_c_str)
+            .collect();
+        spawn_raw(&self.path, &self.argv, &env, self.fds, self.nice, stack)
+    }
+}
+
+type Reply = tokio::sync::oneshot::Sender<io::Result<Spawned>>;
+
+/// Threads that start children, so that on several CPUs one thread's wait
+/// for a child's `execve` (the `vfork` suspension) overlaps another's: a
+/// single spawning thread leaves CPUs idle while it is suspended. The
+/// threads live as long as fanout (a child dies with the thread that made
+/// it).
+#[derive(Debug)]
+pub(crate) struct Spawner {
+    requests: Mutex<std::sync::mpsc::Sender<(SpawnRequest, Reply)>>,
+}
+
+impl Spawner {
+    /// `threads` spawning threads.
+    ///
+    /// # Errors
+    /// A thread cannot be created.
+    pub(crate) fn new(threads: usize) -> io::Result<Spawner> {
+        let (tx, rx) = std::sync::mpsc::channel::<(SpawnRequest, Reply)>();
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..threads.max(1) {
+            let rx = rx.clone();
+            std::thread::Builder::new()
+                .name(format!("fanout-spawn-{i}"))
+                .spawn(move || {
+                    let mut stack = Vec::new();
+                    loop {
+                        let next = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        let Ok((request, reply)) = next else { return };
+                        let spawned = request.run(&mut stack);
+                        let _ = reply.send(spawned);
+                    }
+                })?;
+        }
+        Ok(Spawner {
+            requests: Mutex::new(tx),
+        })
+    }
+
+    /// Starts a child on one of the threads.
+    ///
+    /// # Errors
+    /// As [`spawn_raw`]; also when the threads are gone.
+    pub(crate) async fn spawn(&self, request: SpawnRequest) -> io::Result<Spawned> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send((request, reply))
+            .map_err(|_| io::Error::other("the spawning threads are gone"))?;
+        answer
+            .await
+            .map_err(|_| io::Error::other("a spawning thread is gone"))?
+    }
+}
 
 impl BaseEnv {
     /// Captures fanout's environment, leaving out `skip`.
@@ -51,6 +143,18 @@ impl BaseEnv {
                 })
                 .collect(),
         )
+    }
+
+    /// Sets `name` to `value`, replacing any earlier value.
+    pub(crate) fn set(&mut self, name: &str, value: &std::ffi::OsStr) {
+        let prefix = format!("{name}=");
+        self.0
+            .retain(|entry| !entry.as_bytes().starts_with(prefix.as_bytes()));
+        let mut entry = prefix.into_bytes();
+        entry.extend_from_slice(value.as_bytes());
+        if let Ok(entry) = CString::new(entry) {
+            self.0.push(entry);
+        }
     }
 }
 
@@ -112,6 +216,8 @@ struct ChildArgs {
     signals: *const SignalPlan,
     /// The open-files limit to restore, if fanout raised it.
     nofile: *const libc::rlimit,
+    /// `--nice`: the niceness to set, or [`KEEP_NICENESS`].
+    nice: c_int,
     /// Set by the child when `execve` failed (errno).
     error: c_int,
 }
@@ -212,22 +318,26 @@ impl Drop for Process {
 /// Starts `path` with `argv` and `env`, stdin, stdout and stderr on the
 /// given descriptors, in a new process group, with `PR_SET_PDEATHSIG` =
 /// SIGKILL, the signal dispositions and open-files limit fanout's caller
-/// gave fanout, and an empty signal mask. A file without `#!` that the
+/// gave fanout, the niceness `nice` (if given, as `setpriority` sets it),
+/// and an empty signal mask. A file without `#!` that the
 /// kernel refuses (ENOEXEC) runs with `/bin/sh FILE ARGS…`, as `execvp`
 /// does. `stack` is reused between calls.
 ///
-/// Must be called from fanout's single runtime thread only (the parent is
-/// suspended while the child uses `stack`).
+/// The calling thread is suspended while the child uses `stack` (until its
+/// `execve`); the child gets SIGKILL when the calling *thread* exits
+/// (`PR_SET_PDEATHSIG`), so call it from threads that live as long as
+/// fanout: the runtime's, or a [`Spawner`]'s.
 ///
 /// # Errors
 /// `clone` fails, or the child's `execve` fails (its errno).
-pub(crate) fn spawn(
+pub(crate) fn spawn_raw(
     path: &CStr,
     argv: &[CString],
     env: &[&CStr],
     fds: [RawFd; 3],
+    nice: Option<i32>,
     stack: &mut Vec<u8>,
-) -> io::Result<Process> {
+) -> io::Result<Spawned> {
     let signals = SignalPlan::current();
     let nofile = caller_nofile();
     // Slot 0 is the fallback's `/bin/sh`; the program's argv starts at 1.
@@ -246,6 +356,7 @@ pub(crate) fn spawn(
         parent: std::process::id() as libc::pid_t,
         signals: &*signals,
         nofile: nofile.map_or(std::ptr::null(), |l| l as *const libc::rlimit),
+        nice: nice.unwrap_or(KEEP_NICENESS),
         error: 0,
     };
     if stack.len() < STACK_SIZE {
@@ -281,11 +392,6 @@ pub(crate) fn spawn(
     // SAFETY: the child wrote `error` (if at all) before it exited, and it
     // has exec'd or exited by now (CLONE_VFORK).
     let error = unsafe { std::ptr::read_volatile(std::ptr::addr_of!(args.error)) };
-    let mut process = Process {
-        pid,
-        pidfd: None,
-        reaped: false,
-    };
     if error != 0 {
         // The child has exited (status 127); reap it now.
         let mut status = 0;
@@ -293,21 +399,55 @@ pub(crate) fn spawn(
         unsafe {
             libc::waitpid(pid, &mut status, 0);
         }
-        process.reaped = true;
         return Err(io::Error::from_raw_os_error(error));
     }
     // SAFETY: pidfd_open takes a pid and flags; a returned fd is ours.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd >= 0 {
-        // SAFETY: the syscall just returned this descriptor to us.
-        // pidfd_open always sets close-on-exec.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    // SAFETY: the syscall just returned this descriptor to us. pidfd_open
+    // always sets close-on-exec.
+    let pidfd = (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as RawFd) });
+    Ok(Spawned { pid, pidfd })
+}
+
+/// A child started by [`spawn_raw`], not yet watched: its pid (also its
+/// process group) and its pidfd.
+#[derive(Debug)]
+pub(crate) struct Spawned {
+    pid: libc::pid_t,
+    pidfd: Option<OwnedFd>,
+}
+
+impl Spawned {
+    /// Watches the child from fanout's runtime (which must be current).
+    pub(crate) fn into_process(mut self) -> Process {
+        let pid = std::mem::replace(&mut self.pid, 0);
         // SAFETY: the AsyncFd owns the descriptor, so it stays open (and is
         // not reused) for as long as it is registered.
-        process.pidfd =
-            unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }.ok();
+        let pidfd = self.pidfd.take().and_then(|fd| {
+            unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }.ok()
+        });
+        Process {
+            pid,
+            pidfd,
+            reaped: false,
+        }
     }
-    Ok(process)
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        // Dropped before becoming a Process (the job was abandoned): kill
+        // and reap it, as Process does.
+        if self.pid > 0 {
+            // SAFETY: our own unreaped child; kill and waitpid have no
+            // memory preconditions beyond a valid status pointer.
+            unsafe {
+                libc::kill(self.pid, libc::SIGKILL);
+                let mut status = 0;
+                libc::waitpid(self.pid, &mut status, 0);
+            }
+        }
+    }
 }
 
 /// Room for every signal number: Linux's SIGRTMAX is 64.
@@ -362,13 +502,82 @@ fn all_signals() -> impl Iterator<Item = c_int> {
     (1..=max).filter(|&sig| sig != libc::SIGKILL && sig != libc::SIGSTOP)
 }
 
-/// The current handler of `sig` (`SIG_DFL`, `SIG_IGN` or a function).
+/// The current handler of `sig` (`SIG_DFL`, `SIG_IGN` or a function),
+/// read from the kernel directly: glibc's `sigaction` refuses the two
+/// signals it reserves for its threads (32 and 33), whose dispositions a
+/// caller may still have set to ignored.
 fn disposition(sig: c_int) -> Option<libc::sighandler_t> {
-    // SAFETY: sigaction with a null new action only reads the current one
-    // into a valid struct.
+    // SAFETY: rt_sigaction with a null new action only reads the current
+    // one into a valid struct of the kernel's layout.
+    unsafe { raw_sigaction(sig, None) }
+}
+
+/// The kernel's `struct sigaction` (x86_64 and aarch64 have `sa_restorer`).
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[repr(C)]
+struct KernelSigaction {
+    handler: libc::sighandler_t,
+    flags: libc::c_ulong,
+    restorer: usize,
+    mask: u64,
+}
+
+/// `rt_sigaction(sig, new, old)` without glibc's wrapper: sets `sig` to
+/// `new` (`SIG_DFL` or `SIG_IGN` only, no flags, empty mask) if given, and
+/// returns the previous handler. Async-signal-safe (one system call).
+///
+/// # Safety
+/// `new`, if given, must be `SIG_DFL` or `SIG_IGN`.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+unsafe fn raw_sigaction(sig: c_int, new: Option<libc::sighandler_t>) -> Option<libc::sighandler_t> {
+    let set = new.map(|handler| KernelSigaction {
+        handler,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    });
+    let mut old = KernelSigaction {
+        handler: 0,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    let set_ptr = set
+        .as_ref()
+        .map_or(std::ptr::null(), |s| s as *const KernelSigaction);
+    // SAFETY: the caller's contract; both structs have the kernel's layout
+    // and the size of its sigset is 8 bytes.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigaction,
+            sig,
+            set_ptr,
+            &mut old as *mut KernelSigaction,
+            8usize,
+        )
+    };
+    (r == 0).then_some(old.handler)
+}
+
+/// Other architectures: glibc's `sigaction` (signals 32 and 33 out of
+/// reach).
+///
+/// # Safety
+/// As above.
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+unsafe fn raw_sigaction(sig: c_int, new: Option<libc::sighandler_t>) -> Option<libc::sighandler_t> {
+    // SAFETY: valid structs; the caller's contract on `new`.
     unsafe {
         let mut old: libc::sigaction = std::mem::zeroed();
-        (libc::sigaction(sig, std::ptr::null(), &mut old) == 0).then_some(old.sa_sigaction)
+        let mut action: libc::sigaction = std::mem::zeroed();
+        let set = match new {
+            Some(handler) => {
+                action.sa_sigaction = handler;
+                &action as *const libc::sigaction
+            }
+            None => std::ptr::null(),
+        };
+        (libc::sigaction(sig, set, &mut old) == 0).then_some(old.sa_sigaction)
     }
 }
 
@@ -468,13 +677,17 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
     unsafe {
         let args = &mut *arg.cast::<ChildArgs>();
         let signals = &*args.signals;
-        let mut action: libc::sigaction = std::mem::zeroed();
         for &(sig, handler) in &signals.list[..signals.len] {
-            action.sa_sigaction = handler;
-            libc::sigaction(sig, &action, std::ptr::null_mut());
+            // SIG_DFL or SIG_IGN only (see SignalPlan::compute).
+            raw_sigaction(sig, Some(handler));
         }
         if !args.nofile.is_null() {
             libc::setrlimit(libc::RLIMIT_NOFILE, args.nofile);
+        }
+        if args.nice != KEEP_NICENESS {
+            // As GNU parallel's child does; a failure (raising priority
+            // without the right) leaves the niceness as it was.
+            libc::setpriority(libc::PRIO_PROCESS, 0, args.nice);
         }
         if libc::setpgid(0, 0) != 0 {
             return fail(args);

@@ -1,18 +1,34 @@
-//! Starting jobs for the engine: rendering each command, handing out `{%}`
-//! slots and, with `-k`, places in the bounded backlog of unprinted output.
+//! Starting jobs for the engine: handing out `{%}` slots, spacing starts
+//! (`--delay`), rendering each command (and its tag, results name and
+//! filters) and, with `-k`, places in the bounded backlog of unprinted
+//! output.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use crate::batch::{JobArgs, Made};
 use crate::flags::HiArgs;
-use crate::input::Value;
 use crate::job::{self, Finished, JobEnv, JobSpec};
 use crate::output::BacklogTicket;
+use crate::pipe::{Feed, Part, Stdin, TeeSlot};
 use crate::spawn;
-use crate::template::Template;
+use crate::template::{Evaluator, LengthModel, Template};
+
+/// What the engine gets back for a job.
+#[derive(Debug)]
+pub(crate) enum JobEnd {
+    /// The job ran (or was skipped, or printed by `--dry-run`).
+    Ran(Box<Ran>),
+    /// The run stopped before the job started.
+    NotStarted,
+    /// The job could not be made (a command line too long, a failing Perl
+    /// expression): the run stops with this message.
+    Failed(String),
+}
 
 /// A job the engine ran: how it ended, and with `-k` its place in the
 /// backlog (given back once its output is printed).
@@ -24,12 +40,26 @@ pub(crate) struct Ran {
     pub(crate) ticket: Option<BacklogTicket>,
 }
 
+/// The templates a job is rendered with.
+#[derive(Debug)]
+struct Templates {
+    command: Template,
+    tag: Option<Template>,
+    results: Option<Template>,
+    filters: Vec<Template>,
+    /// Length check for jobs made by count (those made by length were
+    /// checked when made).
+    length: Option<(LengthModel, usize)>,
+}
+
 /// Starts jobs: called by the engine, in input order, when a slot is free.
 pub(crate) struct Starter {
-    template: Template,
+    templates: Templates,
+    eval: Arc<Mutex<Evaluator>>,
     env: Arc<JobEnv>,
-    /// `{%}` numbers not in use, lowest first.
-    free_slots: Mutex<BTreeSet<usize>>,
+    /// `{%}` numbers given back, oldest first (GNU parallel reuses them in
+    /// the order they were freed), and the highest handed out so far.
+    free_slots: Mutex<(VecDeque<usize>, usize)>,
     /// Seqs of jobs handed to the engine, in order, not yet seen by the
     /// printer (their place in `-k` order).
     started: Mutex<VecDeque<u64>>,
@@ -44,6 +74,46 @@ pub(crate) struct Starter {
     /// Set when the run stops: a job still waiting for a backlog place does
     /// not start.
     no_new_starts: AtomicBool,
+    /// `--delay`, and when the next job may start.
+    delay: Option<(Duration, Mutex<tokio::time::Instant>)>,
+    /// `--pipe`, `--pipepart`: where jobs' standard input comes from.
+    pipe: Option<PipeSource>,
+    /// `--memfree` and `--load`: what must hold before a job starts.
+    gate: Gate,
+}
+
+/// `--memfree` bytes free and `--load` below a limit, checked before each
+/// start; while they do not hold, the start waits (checking again after
+/// 10 ms, doubling up to 1 s, as GNU parallel backs off).
+#[derive(Debug, Clone, Copy, Default)]
+struct Gate {
+    memfree: Option<u64>,
+    load: Option<f64>,
+}
+
+impl Gate {
+    fn open(&self) -> bool {
+        let mem = self
+            .memfree
+            .is_none_or(|need| crate::limits::memfree().is_none_or(|free| free >= need));
+        let load = self
+            .load
+            .is_none_or(|max| crate::limits::load().is_some_and(|l| l < max));
+        mem && load
+    }
+}
+
+/// Where `--pipe` jobs get their blocks.
+#[derive(Debug)]
+pub(crate) enum PipeSource {
+    /// Job `N` takes block `N`.
+    Blocks(Arc<Feed>),
+    /// Every job takes blocks until the input ends.
+    RoundRobin(Arc<Feed>),
+    /// Job `N` gets part `N` of the files.
+    Parts(Vec<Part>),
+    /// Job `N` gets all of standard input through slot `N`.
+    Tee(Vec<Arc<TeeSlot>>),
 }
 
 impl std::fmt::Debug for Starter {
@@ -54,13 +124,30 @@ impl std::fmt::Debug for Starter {
 
 impl Starter {
     /// A starter for the jobs `args` describes.
-    pub(crate) fn new(args: &HiArgs, env: Arc<JobEnv>) -> Starter {
+    pub(crate) fn new(
+        args: &HiArgs,
+        eval: Arc<Mutex<Evaluator>>,
+        env: Arc<JobEnv>,
+        pipe: Option<PipeSource>,
+    ) -> Starter {
         let fd_budget = spawn::raise_open_files_limit().saturating_sub(64 + 2 * args.jobs) / 2;
         let backlog_limit = fd_budget.clamp(args.jobs.max(1), (args.jobs * 16).max(1024));
+        let results = match &args.results {
+            Some(crate::flags::ResultsSpec::Files { template, .. }) => Some(template.clone()),
+            _ => None,
+        };
+        let by_count = matches!(args.batching, crate::batch::Batching::Count(_));
         Starter {
-            template: args.template.clone(),
+            templates: Templates {
+                command: args.template.clone(),
+                tag: args.tag.clone(),
+                results,
+                filters: args.filters.clone(),
+                length: by_count.then(|| (args.length.clone(), args.max_len)),
+            },
+            eval,
             env,
-            free_slots: Mutex::new((1..=args.jobs).collect()),
+            free_slots: Mutex::new((VecDeque::new(), 0)),
             started: Mutex::new(VecDeque::new()),
             backlog: args
                 .keep_order
@@ -68,6 +155,14 @@ impl Starter {
             backlog_limit: backlog_limit as u64,
             issued: AtomicU64::new(0),
             no_new_starts: AtomicBool::new(false),
+            delay: args
+                .delay
+                .map(|d| (d, Mutex::new(tokio::time::Instant::now()))),
+            pipe,
+            gate: Gate {
+                memfree: args.memfree,
+                load: args.load,
+            },
         }
     }
 
@@ -84,14 +179,17 @@ impl Starter {
     /// backlog place.
     pub(crate) fn refuse_new(&self) {
         self.no_new_starts.store(true, Ordering::SeqCst);
+        if let Some(PipeSource::Blocks(feed) | PipeSource::RoundRobin(feed)) = &self.pipe {
+            feed.stop();
+        }
     }
 
-    /// The job `seq`: `None` if the run stopped before it could start.
+    /// The job `seq`: `NotStarted` if the run stopped before it could start.
     pub(crate) fn start(
         self: Arc<Self>,
         seq: u64,
-        inputs: Vec<Value>,
-    ) -> impl Future<Output = Result<Option<Ran>, Infallible>> + Send + 'static {
+        made: Made,
+    ) -> impl Future<Output = Result<JobEnd, Infallible>> + Send + 'static {
         // Called by the engine in input order, when it starts the job.
         self.started
             .lock()
@@ -99,6 +197,10 @@ impl Starter {
             .push_back(seq);
         let place = self.issued.fetch_add(1, Ordering::SeqCst);
         async move {
+            let job = match made {
+                Ok(job) => job,
+                Err(message) => return Ok(JobEnd::Failed(message)),
+            };
             let ticket = match &self.backlog {
                 Some(released) => {
                     let ticket = BacklogTicket(released.clone());
@@ -111,37 +213,144 @@ impl Starter {
                 }
                 None => None,
             };
-            if self.no_new_starts.load(Ordering::SeqCst) {
-                return Ok(None);
+            if let Some((delay, next)) = &self.delay {
+                let at = {
+                    let mut next = next.lock().unwrap_or_else(|p| p.into_inner());
+                    let at = (*next).max(tokio::time::Instant::now());
+                    *next = at + *delay;
+                    at
+                };
+                tokio::time::sleep_until(at).await;
             }
-            let slot = self
-                .free_slots
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .pop_first()
-                .unwrap_or(1);
-            let spec = self.spec(seq, slot, inputs);
+            let stdin = match &self.pipe {
+                None => Stdin::Null,
+                Some(PipeSource::Blocks(feed)) => match feed.take(seq).await {
+                    Some(block) => Stdin::Block(block),
+                    // The input ended before this job's turn: it never runs.
+                    None => return Ok(JobEnd::NotStarted),
+                },
+                Some(PipeSource::RoundRobin(feed)) => Stdin::RoundRobin(feed.register(seq)),
+                Some(PipeSource::Parts(parts)) => match parts.get((seq - 1) as usize) {
+                    Some(part) => Stdin::Part(part.clone()),
+                    None => return Ok(JobEnd::NotStarted),
+                },
+                Some(PipeSource::Tee(slots)) => match slots.get((seq - 1) as usize) {
+                    Some(slot) => Stdin::Tee(slot.clone()),
+                    None => return Ok(JobEnd::NotStarted),
+                },
+            };
+            let mut wait = Duration::from_millis(10);
+            while !self.gate.open() && !self.no_new_starts.load(Ordering::SeqCst) {
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(1));
+            }
+            if self.no_new_starts.load(Ordering::SeqCst) {
+                return Ok(JobEnd::NotStarted);
+            }
+            let slot = self.take_slot();
+            let spec = match self.spec(job, slot, stdin) {
+                Ok(spec) => spec,
+                Err(e) => {
+                    self.give_back(slot);
+                    return Ok(JobEnd::Failed(format!("{e:#}")));
+                }
+            };
             let job = job::run(spec, self.env.clone()).await;
-            self.free_slots
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(slot);
-            Ok(Some(Ran { job, ticket }))
+            // The slot is given back when the run loop takes the job, as
+            // GNU parallel frees it when it reaps the job.
+            Ok(JobEnd::Ran(Box::new(Ran { job, ticket })))
         }
     }
 
-    fn spec(&self, seq: u64, slot: usize, inputs: Vec<Value>) -> JobSpec {
-        let values: Vec<&str> = inputs.iter().map(|v| &**v).collect();
-        let command = self.template.render_shell(&values, seq, slot);
-        let argv =
-            (!self.template.needs_shell()).then(|| self.template.render_argv(&values, seq, slot));
-        drop(values);
-        JobSpec {
+    fn take_slot(&self) -> usize {
+        let mut slots = self.free_slots.lock().unwrap_or_else(|p| p.into_inner());
+        match slots.0.pop_front() {
+            Some(slot) => slot,
+            None => {
+                slots.1 += 1;
+                slots.1
+            }
+        }
+    }
+
+    /// Gives a job's `{%}` back for a later job.
+    pub(crate) fn give_back(&self, slot: usize) {
+        self.free_slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+            .push_back(slot);
+    }
+
+    /// Renders the job's command, tag, results name and filters.
+    fn spec(&self, job: JobArgs, slot: usize, stdin: Stdin) -> anyhow::Result<JobSpec> {
+        let JobArgs {
+            seq,
+            args,
+            widths,
+            values,
+        } = job;
+        let t = &self.templates;
+        let n = args.len();
+        let mut needs = Vec::new();
+        t.command.needs(n, &mut needs);
+        for other in t.tag.iter().chain(t.results.iter()).chain(&t.filters) {
+            other.needs(n, &mut needs);
+        }
+        if let Some((model, _)) = &t.length {
+            let mut first = 0;
+            for w in &widths {
+                model.needs(first, *w, &mut needs);
+                first += w;
+            }
+        }
+        let mut eval = self.eval.lock().unwrap_or_else(|p| p.into_inner());
+        let mut values = values.unwrap_or_default();
+        eval.evaluate_into(&mut values, &args, seq, slot, &needs)?;
+        let rendered = t.command.render(n, &values);
+        if let Some((model, max_len)) = &t.length {
+            let len = model.estimate(&widths, &values);
+            if len >= *max_len {
+                let shown: String = args
+                    .iter()
+                    .map(|a| a.as_deref().unwrap_or(""))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                let shown = if shown.chars().count() > 50 {
+                    format!("{}...", shown.chars().take(50).collect::<String>())
+                } else {
+                    shown
+                };
+                anyhow::bail!("command line too long ({len} >= {max_len}) at input {seq}: {shown}");
+            }
+        }
+        let tag = t.tag.as_ref().map(|tag| {
+            let mut text = tag.render_text(n, &values);
+            text.push('\t');
+            Arc::<str>::from(text)
+        });
+        let results = t.results.as_ref().map(|r| r.render_text(n, &values));
+        let mut skip = values.skip;
+        if !t.filters.is_empty() {
+            let codes: Vec<String> = t
+                .filters
+                .iter()
+                .map(|f| f.render_text(n, &values))
+                .collect();
+            skip |= !eval.filter(&codes)?;
+        }
+        drop(eval);
+        Ok(JobSpec {
             seq,
             slot,
-            inputs,
-            command,
-            argv,
-        }
+            args,
+            widths,
+            command: rendered.line,
+            argv: rendered.argv,
+            tag,
+            results,
+            skip,
+            stdin,
+        })
     }
 }

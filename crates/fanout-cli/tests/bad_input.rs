@@ -59,7 +59,7 @@ fn bad_flag_values_are_refused_before_any_job_starts() {
         &["--halt", "now,fail=0", "CMD", ":::", "a"],
         "--halt",
     );
-    refuses(dir.path(), &["-j", "0", "CMD", ":::", "a"], "-j");
+    refuses(dir.path(), &["-j", "-9999", "CMD", ":::", "a"], "-j");
     refuses(dir.path(), &["-j", "many", "CMD", ":::", "a"], "-j");
     refuses(
         dir.path(),
@@ -71,11 +71,11 @@ fn bad_flag_values_are_refused_before_any_job_starts() {
         &["--retries", "-2", "CMD", ":::", "a"],
         "--retries",
     );
-    refuses(dir.path(), &["-d", "ab", "CMD"], "-d");
+    refuses(dir.path(), &["-d", "", "CMD"], "-d");
     refuses(dir.path(), &["--resume", "CMD", ":::", "a"], "--joblog");
     refuses(
         dir.path(),
-        &["-k", "--line-buffer", "CMD", ":::", "a"],
+        &["-k", "--line-buffer", "--retries", "2", "CMD", ":::", "a"],
         "--line-buffer",
     );
 }
@@ -96,9 +96,42 @@ fn a_missing_input_file_is_refused_before_any_job_starts() {
 }
 
 #[test]
-fn a_replacement_string_for_a_missing_source_is_refused() {
+fn gnu_parallel_options_fanout_lacks_are_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();
-    refuses(dir.path(), &["CMD", "{2}", ":::", "a"], "{2}");
+    refuses(dir.path(), &["-S", "host", "CMD", ":::", "a"], "-S");
+    refuses(
+        dir.path(),
+        &["--sshlogin", "host", "CMD", ":::", "a"],
+        "--sshlogin",
+    );
+    refuses(
+        dir.path(),
+        &["--retry-failed", "--joblog", "log", "CMD"],
+        "--retry-failed",
+    );
+    refuses(
+        dir.path(),
+        &["--group-by", "1", "--pipepart", "-a", "file", "CMD"],
+        "--group-by",
+    );
+    refuses(dir.path(), &["--tmux", "CMD", ":::", "a"], "--tmux");
+    // An abbreviation GNU parallel finds ambiguous is refused too.
+    refuses(dir.path(), &["--pi", "CMD", ":::", "a"], "ambiguous");
+}
+
+#[test]
+fn a_joblog_on_stdout_or_appended_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    refuses(
+        dir.path(),
+        &["--joblog", "-", "CMD", ":::", "a"],
+        "--joblog -",
+    );
+    refuses(
+        dir.path(),
+        &["--joblog", "+log", "CMD", ":::", "a"],
+        "--joblog +FILE",
+    );
 }
 
 #[test]
@@ -106,7 +139,7 @@ fn an_unwritable_results_file_is_refused_before_any_job_starts() {
     let dir = tempfile::tempdir().unwrap();
     refuses(
         dir.path(),
-        &["--results", "/nonexistent/dir/out.jsonl", "CMD", ":::", "a"],
+        &["--results", "/dev/null/out.json", "CMD", ":::", "a"],
         "results file",
     );
 }

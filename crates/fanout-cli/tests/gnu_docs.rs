@@ -557,6 +557,22 @@ fn status_text(s: Option<i32>) -> String {
     s.map_or("timeout".into(), |c| c.to_string())
 }
 
+/// fanout's joblog sidecar `FILE.fanout` (the journal's fingerprint, a
+/// documented addition: docs/CLI.md, "The journal and --resume") next to a
+/// joblog `FILE` both tools wrote is not compared.
+fn is_journal_sidecar(key: &str, gnu: &Outcome, ours: &Outcome) -> bool {
+    let Some(journal) = key.strip_suffix(".fanout") else {
+        return false;
+    };
+    !gnu.tree.contains_key(key)
+        && gnu.tree.contains_key(journal)
+        && ours.tree.contains_key(journal)
+        && ours
+            .tree
+            .get(key)
+            .is_some_and(|v| v.starts_with(b"file: fanout-joblog"))
+}
+
 /// Classifies one example from both outcomes: (class, reason).
 fn classify(order: Order, gnu: &Outcome, ours: &Outcome) -> (&'static str, String) {
     let (g, f) = (
@@ -578,6 +594,9 @@ fn classify(order: Order, gnu: &Outcome, ours: &Outcome) -> (&'static str, Strin
         gnu.tree.keys().chain(ours.tree.keys()).collect();
     for k in keys {
         let (a, b) = (gnu.tree.get(k), ours.tree.get(k));
+        if is_journal_sidecar(k, gnu, ours) {
+            continue;
+        }
         let same = match (a, b) {
             (Some(a), Some(b)) => comparable(a, order) == comparable(b, order),
             _ => false,

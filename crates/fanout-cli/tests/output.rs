@@ -143,6 +143,34 @@ fn line_buffer_never_splits_a_line() {
 }
 
 #[test]
+fn keep_order_line_buffer_prints_the_oldest_jobs_lines_while_it_runs() {
+    // Job 1 prints a line, then waits (at most 20 s) for a file the test
+    // creates only after reading that line: the line must come out while
+    // job 1 runs. Job 2's output, finished long before, follows job 1's.
+    let dir = tempfile::tempdir().unwrap();
+    let flag = dir.path().join("seen");
+    let job1 = format!(
+        "echo first; i=0; while [ ! -e {f} ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i+1)); done; \
+         if [ -e {f} ]; then echo last; else echo 'not printed while running'; fi",
+        f = flag.display()
+    );
+    let mut child = fanout()
+        .args(["-k", "--lb", "-j2", "{}", ":::", &job1, "echo second"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line, "first\n");
+    std::fs::write(&flag, "").unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    assert_eq!(rest, "last\nsecond\n");
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
 fn a_closed_stdout_pipe_exits_quietly() {
     let mut child = fanout()
         .args([
@@ -175,9 +203,9 @@ fn a_closed_stdout_pipe_exits_quietly() {
 }
 
 #[test]
-fn results_file_holds_one_json_line_per_job() {
+fn a_json_results_file_holds_one_object_per_job_and_nothing_is_printed() {
     let dir = tempfile::tempdir().unwrap();
-    let results = dir.path().join("out.jsonl");
+    let results = dir.path().join("out.json");
     let out = run(
         fanout(),
         &[
@@ -191,19 +219,23 @@ fn results_file_holds_one_json_line_per_job() {
         b"",
     );
     assert_eq!(out.status.code(), Some(1));
+    assert!(
+        out.stdout.is_empty(),
+        "GNU parallel prints nothing with --results"
+    );
     let text = std::fs::read_to_string(&results).unwrap();
     let mut lines: Vec<serde_json::Value> = text
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    lines.sort_by_key(|v| v["seq"].as_u64());
+    lines.sort_by_key(|v| v["Seq"].as_u64());
     assert_eq!(lines.len(), 2);
-    assert_eq!(lines[1]["input"], serde_json::json!(["3"]));
-    assert_eq!(lines[1]["exit_code"], 3);
-    assert_eq!(lines[1]["signal"], 0);
-    assert_eq!(lines[1]["stdout"], "out 3\n");
-    assert_eq!(lines[1]["stderr"], "err\n");
-    assert!(lines[1]["runtime"].as_f64().unwrap() >= 0.0);
+    assert_eq!(lines[1]["V"], serde_json::json!(["3"]));
+    assert_eq!(lines[1]["Exitval"], 3);
+    assert_eq!(lines[1]["Signal"], 0);
+    assert_eq!(lines[1]["Stdout"], "out 3\n");
+    assert_eq!(lines[1]["Stderr"], "err\n");
+    assert!(lines[1]["JobRuntime"].as_f64().unwrap() >= 0.0);
 }
 
 #[test]

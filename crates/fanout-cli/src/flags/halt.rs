@@ -78,6 +78,11 @@ pub(crate) struct Halting {
 }
 
 impl Halt {
+    /// Whether the threshold is a percentage of all jobs.
+    pub(crate) fn is_percentage(&self) -> bool {
+        matches!(self.threshold, Threshold::Percent(_))
+    }
+
     /// Parses GNU parallel's `--halt` syntax; `None` means `never`.
     ///
     /// # Errors

@@ -9,8 +9,18 @@ use std::process::{Command, Output, Stdio};
 /// The `fanout` binary built by cargo for these tests.
 pub(crate) fn fanout() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_fanout"));
-    cmd.env("PARALLEL_SHELL", "/bin/sh");
+    cmd.env("PARALLEL_SHELL", "/bin/sh")
+        .env("PARALLEL_HOME", parallel_home())
+        .env_remove("PARALLEL");
     cmd
+}
+
+/// A `$PARALLEL_HOME` for both tools, so that no profile of the machine's
+/// user leaks in.
+pub(crate) fn parallel_home() -> std::path::PathBuf {
+    let home = std::env::temp_dir().join("fanout-tests-parallel-home");
+    let _ = std::fs::create_dir_all(&home);
+    home
 }
 
 /// GNU parallel, or `None` (with a note on stderr) when it is not installed.
@@ -27,10 +37,9 @@ pub(crate) fn gnu_parallel() -> Option<Command> {
     let mut cmd = Command::new("parallel");
     // The same shell for both tools, and no per-user config or citation
     // state leaking in from the machine.
-    cmd.env("PARALLEL_SHELL", "/bin/sh").env(
-        "PARALLEL_HOME",
-        std::env::temp_dir().join("fanout-tests-parallel-home"),
-    );
+    cmd.env("PARALLEL_SHELL", "/bin/sh")
+        .env("PARALLEL_HOME", parallel_home())
+        .env_remove("PARALLEL");
     Some(cmd)
 }
 
@@ -92,6 +101,63 @@ pub(crate) fn same_as_gnu(args: &[&str], stdin: &[u8], sort: bool) {
         theirs.status.code(),
         "exit code differs for {args:?}"
     );
+}
+
+/// Runs the bash `script` twice, with `parallel` on PATH standing for GNU
+/// parallel and then for fanout (no `$PARALLEL_SHELL`: both pick the shell
+/// they were started from, bash), and asserts the same stdout and exit
+/// code; `sort` compares lines as sets. Skipped when GNU parallel is absent.
+pub(crate) fn same_script_as_gnu(script: &str, stdin: &[u8], sort: bool) {
+    if gnu_parallel().is_none() {
+        eprintln!("note: GNU parallel not on PATH; skipping comparison of {script:?}");
+        return;
+    }
+    let run_with = |tool: &str| -> (String, Option<i32>, String) {
+        let bin = tempfile::tempdir().expect("tempdir");
+        let work = tempfile::tempdir().expect("tempdir");
+        std::os::unix::fs::symlink(tool, bin.path().join("parallel")).expect("symlink");
+        let path = format!(
+            "{}:{}",
+            bin.path().display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let mut cmd = Command::new("bash");
+        cmd.arg("-c")
+            .arg(script)
+            .current_dir(work.path())
+            .env("PATH", path)
+            .env("PARALLEL_HOME", parallel_home())
+            .env_remove("PARALLEL_SHELL")
+            .env_remove("PARALLEL");
+        let out = run(cmd, &[], stdin);
+        let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if sort {
+            let mut lines: Vec<&str> = text.lines().collect();
+            lines.sort_unstable();
+            text = lines.join("\n");
+        }
+        (
+            text,
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let gnu_path = String::from_utf8(
+        Command::new("bash")
+            .args(["-c", "command -v parallel"])
+            .output()
+            .expect("bash")
+            .stdout,
+    )
+    .expect("utf-8");
+    let theirs = run_with(gnu_path.trim());
+    let ours = run_with(env!("CARGO_BIN_EXE_fanout"));
+    assert_eq!(
+        ours.0, theirs.0,
+        "stdout differs for {script:?}\nfanout stderr: {}",
+        ours.2
+    );
+    assert_eq!(ours.1, theirs.1, "exit code differs for {script:?}");
 }
 
 /// Processes whose command line starts with `needle` (from /proc), so tests can

@@ -80,6 +80,15 @@ joblog_normalize_file() {
   joblog_normalize < "$1" > "$1.normalized" && mv "$1.normalized" "$1"
 }
 
+# csv_normalize_file FILE: a --results CSV/TSV file with its Starttime and
+# JobRuntime columns (3 and 4) masked, in place. Only rows starting with a
+# job number are touched (output spanning lines continues a row).
+csv_normalize_file() {
+  [ -f "$1" ] || return 0
+  perl -pe 's/^(\d+[,\t][^,\t]*[,\t])[0-9.]+([,\t])[0-9.]+/$1START$2RUNTIME/' < "$1" > "$1.normalized" &&
+    mv "$1.normalized" "$1"
+}
+
 # A filter for `--files` output: the names of GNU parallel's temporary
 # files are random (10 characters + .par); each listed file is removed
 # (it may be outside the test's directory) and its name replaced by
