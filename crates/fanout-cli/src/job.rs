@@ -123,6 +123,13 @@ impl JobEnv {
     /// # Errors
     /// `/dev/null` cannot be opened.
     pub(crate) fn new(config: JobConfig) -> std::io::Result<JobEnv> {
+        let base_env = Arc::new(JobEnv::base_env(&config));
+        JobEnv::with_base(config, base_env)
+    }
+
+    /// fanout's environment as every job of `config` gets it, without the
+    /// per-job variables.
+    pub(crate) fn base_env(config: &JobConfig) -> BaseEnv {
         let mut base_env = BaseEnv::capture(&[
             "PARALLEL_SEQ",
             "PARALLEL_JOBSLOT",
@@ -160,6 +167,15 @@ impl JobEnv {
         if var("HOME").is_none() {
             set("HOME", OsStr::new("/tmp"));
         }
+        base_env
+    }
+
+    /// What every job of `config` shares, with an environment captured
+    /// before (see [`JobEnv::base_env`]); opens `/dev/null`.
+    ///
+    /// # Errors
+    /// `/dev/null` cannot be opened, or the spawning threads not started.
+    pub(crate) fn with_base(config: JobConfig, base_env: Arc<BaseEnv>) -> std::io::Result<JobEnv> {
         let jobs = config.jobs;
         let threads = crate::cpus::Cpus::detect().threads.min(jobs);
         let spawner = if threads > 1 {
@@ -171,7 +187,7 @@ impl JobEnv {
             config,
             groups: Mutex::new(HashMap::new()),
             stopping: AtomicBool::new(false),
-            base_env: Arc::new(base_env),
+            base_env,
             spawner,
             devnull: File::open("/dev/null")?,
             stack: Mutex::new(Vec::new()),
@@ -250,6 +266,9 @@ pub(crate) struct Finished {
     /// Its last attempt (only the last one's output is kept, as in GNU
     /// parallel).
     pub(crate) last: Attempt,
+    /// The `fanout worker` that ran it (`--redis`); `None` for this
+    /// machine.
+    pub(crate) host: Option<String>,
 }
 
 impl Finished {
@@ -268,7 +287,11 @@ pub(crate) async fn run(spec: JobSpec, env: Arc<JobEnv>) -> Finished {
             || attempt >= env.config.attempts
             || env.stopping.load(Ordering::SeqCst)
         {
-            return Finished { spec, last };
+            return Finished {
+                spec,
+                last,
+                host: None,
+            };
         }
         attempt += 1;
     }

@@ -51,6 +51,9 @@ pub(crate) struct JobRecord {
     pub(crate) signal: i32,
     /// The command as run.
     pub(crate) command: String,
+    /// GNU's `Host`: the `fanout worker` that ran the job (`--redis`), `:`
+    /// for this machine.
+    pub(crate) host: Option<String>,
 }
 
 impl JobRecord {
@@ -74,9 +77,18 @@ impl JobRecord {
 
     /// The line without its newline, with `seq` in the first column.
     fn fields(&self, seq: u64) -> String {
+        // A worker's id cannot break the line: tabs and newlines become
+        // spaces.
+        let host = self
+            .host
+            .as_deref()
+            .map_or(std::borrow::Cow::Borrowed(":"), |h| {
+                std::borrow::Cow::Owned(h.replace(['\t', '\n', '\r'], " "))
+            });
         format!(
-            "{}\t:\t{:.3}\t{:10.3}\t{}\t{}\t{}\t{}\t{}",
+            "{}\t{}\t{:.3}\t{:10.3}\t{}\t{}\t{}\t{}\t{}",
             seq,
+            host,
             self.start,
             self.runtime,
             self.sent,
@@ -104,6 +116,7 @@ impl JobRecord {
             exitval: f[6].trim().parse().ok()?,
             signal: f[7].trim().parse().ok()?,
             command: f[8].replace('\0', "\n"),
+            host: (f[1] != ":").then(|| f[1].to_owned()),
         })
     }
 }
@@ -360,6 +373,7 @@ mod tests {
             exitval,
             signal: 0,
             command: format!("echo {seq}"),
+            host: None,
         }
     }
 

@@ -19,6 +19,7 @@ mod output;
 mod pipe;
 mod plan;
 mod quote;
+mod remote;
 mod results;
 mod run;
 mod shell;
@@ -45,6 +46,11 @@ fn main() -> ExitCode {
         let code = timeline::main(argv[1..].to_vec());
         return ExitCode::from(code.clamp(0, 255) as u8);
     }
+    // `fanout worker ...`: the same rule.
+    if argv.first().is_some_and(|a| a == "worker") {
+        let code = remote::worker::main(argv[1..].to_vec());
+        return ExitCode::from(code.clamp(0, 255) as u8);
+    }
     let code = match HiArgs::parse(argv) {
         Ok(Parsed::Print(text, code)) => {
             print!("{text}");
@@ -69,7 +75,7 @@ fn run(args: HiArgs) -> i32 {
         Err(e) => return report(&anyhow::Error::new(e).context("cannot start the runtime")),
     };
     runtime.block_on(async {
-        match Plan::prepare(args) {
+        match Plan::prepare(args).await {
             Ok(plan) => plan.run().await.exit_code(),
             Err(e) => report(&e),
         }

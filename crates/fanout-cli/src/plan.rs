@@ -20,6 +20,7 @@ use crate::joblog::{Joblog, Skip};
 use crate::leftovers;
 use crate::output::{Destination, LiveSpools, Printer};
 use crate::pipe::Feed;
+use crate::remote::client::Remote;
 use crate::results::{ResultFiles, Table};
 use crate::spawn;
 use crate::starter::{PipeSource, Starter};
@@ -55,6 +56,8 @@ pub(crate) struct Plan {
     pub(crate) starter: Arc<Starter>,
     /// SIGINT and SIGTERM.
     pub(crate) signals: Signals,
+    /// `--redis`: the remote run the jobs go to.
+    pub(crate) remote: Option<Arc<Remote>>,
 }
 
 /// The signals the run listens to.
@@ -75,7 +78,7 @@ impl Plan {
     /// The journal or results file cannot be opened, the journal belongs to
     /// another run, or the signal handlers cannot be installed; no job has
     /// started then.
-    pub(crate) fn prepare(mut args: HiArgs) -> anyhow::Result<Plan> {
+    pub(crate) async fn prepare(mut args: HiArgs) -> anyhow::Result<Plan> {
         let resuming = args.resume != Resume::Off;
         // The results first: failing on them must not cost an old joblog.
         let mut destination = Destination::Terminal;
@@ -223,7 +226,20 @@ impl Plan {
                 }
             }
         };
-        let starter = Arc::new(Starter::new(&args, eval.clone(), env.clone(), pipe));
+        // Nothing runs remotely in a dry run or with --shell-quote.
+        let remote = match args.remote.take() {
+            Some(remote) if !args.dry_run && args.shell_quote == 0 => Some(Arc::new(
+                Remote::start(remote, args.jobs, args.joblog.as_deref()).await?,
+            )),
+            _ => None,
+        };
+        let starter = Arc::new(Starter::new(
+            &args,
+            eval.clone(),
+            env.clone(),
+            pipe,
+            remote.clone(),
+        ));
         let length = match args.batching {
             Batching::Length { .. } => Some(LengthCheck {
                 model: args.length.clone(),
@@ -270,6 +286,7 @@ impl Plan {
             env,
             starter,
             signals,
+            remote,
         })
     }
 }
@@ -369,9 +386,9 @@ fn open_joblog(args: &HiArgs) -> anyhow::Result<(Option<Joblog>, Skip)> {
 fn progress_bar(args: &HiArgs, total: u64) -> Option<ProgressBar> {
     let template = match (args.bar, args.eta || args.progress) {
         (false, false) => return None,
-        (true, true) => "{percent:>3}% {wide_bar} {pos}/{len} ETA {eta}",
-        (true, false) => "{percent:>3}% {wide_bar} {pos}/{len}",
-        (false, true) => "{pos}/{len} done, ETA {eta}",
+        (true, true) => "{percent:>3}% {wide_bar} {pos}/{len} ETA {eta} {msg}",
+        (true, false) => "{percent:>3}% {wide_bar} {pos}/{len} {msg}",
+        (false, true) => "{pos}/{len} done, ETA {eta} {msg}",
     };
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
     if let Ok(style) = ProgressStyle::with_template(template) {

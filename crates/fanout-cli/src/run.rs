@@ -18,6 +18,7 @@ use crate::job::{self, Finished, JobEnv};
 use crate::joblog::{JobRecord, Joblog};
 use crate::output::{self, Printable, Printer};
 use crate::plan::Plan;
+use crate::remote::client::Remote;
 use crate::results::{ResultFiles, Row};
 use crate::spawn;
 use crate::starter::{self, Ran};
@@ -93,7 +94,11 @@ impl Plan {
             env,
             starter,
             mut signals,
+            remote,
         } = self;
+        if let (Some(bar), Some(remote)) = (&bar, &remote) {
+            tokio::spawn(show_workers(bar.clone(), remote.clone()));
+        }
         // Jobs are never dropped by the engine (`Duration::MAX` grace): each
         // job reaps its own process, and fanout terminates the process
         // groups itself when the run stops. A finished job holds its slot
@@ -120,7 +125,7 @@ impl Plan {
             printer,
             bar,
             tally: Tally::default(),
-            stopping: Stopping::new(env),
+            stopping: Stopping::new(env, remote.clone()),
         };
         // -k --line-buffer: the oldest job's spool files are read for new
         // lines this often while it runs, as GNU parallel's loop does.
@@ -158,7 +163,22 @@ impl Plan {
                 }
             }
         }
+        if let Some(remote) = &remote {
+            remote.finish().await;
+        }
         run.finish()
+    }
+}
+
+/// `--bar` with `--redis`: how many workers serve the run, every second.
+async fn show_workers(bar: ProgressBar, remote: Arc<Remote>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    while !bar.is_finished() {
+        tick.tick().await;
+        if let Some(n) = remote.workers().await {
+            let s = if n == 1 { "" } else { "s" };
+            bar.set_message(format!("{n} worker{s}"));
+        }
     }
 }
 
@@ -367,10 +387,12 @@ struct Stopping {
     cancelled: bool,
     /// `--halt now` triggered: later job ends are ignored.
     halted_now: bool,
+    /// `--redis`: the remote run, cancelled when the run stops now.
+    remote: Option<Arc<Remote>>,
 }
 
 impl Stopping {
-    fn new(env: Arc<JobEnv>) -> Stopping {
+    fn new(env: Arc<JobEnv>, remote: Option<Arc<Remote>>) -> Stopping {
         Stopping {
             why: None,
             kill_at: None,
@@ -378,6 +400,7 @@ impl Stopping {
             env,
             cancelled: false,
             halted_now: false,
+            remote,
         }
     }
 
@@ -399,6 +422,10 @@ impl Stopping {
         self.why.get_or_insert(why);
         if self.env.stopping.swap(true, Ordering::SeqCst) {
             return;
+        }
+        if let Some(remote) = &self.remote {
+            // The workers stop the run's jobs with their own --term-seq.
+            remote.cancel();
         }
         self.steps = self.env.config.term_seq.0.iter().copied().collect();
         self.next_step();
@@ -476,6 +503,7 @@ fn record_of(job: &Finished) -> JobRecord {
         exitval: job.last.exitval,
         signal: job.last.signal,
         command: job.spec.command.clone(),
+        host: job.host.clone(),
     }
 }
 

@@ -15,6 +15,7 @@ use crate::flags::HiArgs;
 use crate::job::{self, Finished, JobEnv, JobSpec};
 use crate::output::BacklogTicket;
 use crate::pipe::{Feed, Part, Stdin, TeeSlot};
+use crate::remote::client::Remote;
 use crate::spawn;
 use crate::template::{Evaluator, LengthModel, Template};
 
@@ -80,6 +81,8 @@ pub(crate) struct Starter {
     pipe: Option<PipeSource>,
     /// `--memfree` and `--load`: what must hold before a job starts.
     gate: Gate,
+    /// `--redis`: jobs run on workers.
+    remote: Option<Arc<Remote>>,
 }
 
 /// `--memfree` bytes free and `--load` below a limit, checked before each
@@ -129,6 +132,7 @@ impl Starter {
         eval: Arc<Mutex<Evaluator>>,
         env: Arc<JobEnv>,
         pipe: Option<PipeSource>,
+        remote: Option<Arc<Remote>>,
     ) -> Starter {
         let fd_budget = spawn::raise_open_files_limit().saturating_sub(64 + 2 * args.jobs) / 2;
         let backlog_limit = fd_budget.clamp(args.jobs.max(1), (args.jobs * 16).max(1024));
@@ -163,6 +167,7 @@ impl Starter {
                 memfree: args.memfree,
                 load: args.load,
             },
+            remote,
         }
     }
 
@@ -255,7 +260,17 @@ impl Starter {
                     return Ok(JobEnd::Failed(format!("{e:#}")));
                 }
             };
-            let job = job::run(spec, self.env.clone()).await;
+            let job = match &self.remote {
+                // A job `skip()` or `--filter` leaves out runs nowhere.
+                Some(remote) if !spec.skip => match remote.run(spec, &self.env).await {
+                    Ok(job) => job,
+                    Err(message) => {
+                        self.give_back(slot);
+                        return Ok(JobEnd::Failed(message));
+                    }
+                },
+                _ => job::run(spec, self.env.clone()).await,
+            };
             // The slot is given back when the run loop takes the job, as
             // GNU parallel frees it when it reaps the job.
             Ok(JobEnd::Ran(Box::new(Ran { job, ticket })))

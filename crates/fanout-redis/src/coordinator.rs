@@ -154,6 +154,28 @@ impl<B: Broker> Coordinator<B> {
             .collect())
     }
 
+    /// How many workers serving `handler` are alive: they announced
+    /// themselves (with their heartbeat, every second) within the last
+    /// five seconds. One round trip.
+    ///
+    /// # Errors
+    /// The broker cannot be read.
+    pub async fn workers<I, T, E>(&self, handler: &Handler<I, T, E>) -> Result<usize, BrokerError> {
+        self.broker.live_workers(handler.name(), PRESENCE).await
+    }
+
+    /// Cancels the run `id`, as its own coordinator does when it stops:
+    /// workers stop its running tasks and skip its queued ones. For a run
+    /// whose coordinator died and will not be resumed (a resumed run clears
+    /// the cancellation, so a later run may reuse the id). Cancelling a run
+    /// that ended, or that never existed, does nothing visible.
+    ///
+    /// # Errors
+    /// The broker cannot be written.
+    pub async fn cancel_run(&self, id: &str) -> Result<(), BrokerError> {
+        self.broker.cancel(id).await
+    }
+
     /// Empties `handler`'s dead-letter list.
     ///
     /// # Errors

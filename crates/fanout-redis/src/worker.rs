@@ -1074,11 +1074,13 @@ impl<B: Broker> Feed<B> {
 }
 
 /// Renews the leases of held tasks and announces the worker, every third
-/// of the lease.
+/// of the lease or every second, whichever is sooner: coordinators count
+/// the workers that announced themselves within the last five seconds.
 fn spawn_heartbeat<B: Broker>(tasks: &mut JoinSet<()>, state: &Arc<State<B>>) {
     let state = state.clone();
     tasks.spawn(async move {
-        let mut tick = tokio::time::interval(state.lease / 3);
+        let every = (state.lease / 3).min(Duration::from_secs(1));
+        let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;

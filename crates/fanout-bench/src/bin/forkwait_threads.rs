@@ -30,10 +30,7 @@ impl Count {
     fn wait_above(&self, floor: usize, take: bool) {
         let mut value = self.value.lock().unwrap_or_else(|p| p.into_inner());
         while *value <= floor {
-            value = self
-                .changed
-                .wait(value)
-                .unwrap_or_else(|p| p.into_inner());
+            value = self.changed.wait(value).unwrap_or_else(|p| p.into_inner());
         }
         if take {
             *value -= 1;

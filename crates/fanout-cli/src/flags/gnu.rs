@@ -321,7 +321,7 @@ const fn r(
 /// fanout's own long options, which GNU parallel does not have. They are
 /// never matched by an abbreviation, so that every abbreviation GNU
 /// parallel accepts means the same option here (`--joblo` is `--joblog`).
-pub(crate) const FANOUT_ONLY: &[&str] = &["generate", "joblog-sync"];
+pub(crate) const FANOUT_ONLY: &[&str] = &["generate", "joblog-sync", "redis", "secret-file"];
 
 /// What the pre-scan knows about each option: its long names (the first is
 /// canonical), short name and arity. Built from clap's definitions plus

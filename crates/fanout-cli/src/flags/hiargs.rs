@@ -180,6 +180,17 @@ pub(crate) struct HiArgs {
     pub(crate) pipe: Option<PipeSetup>,
     /// `--cat`, `--fifo`.
     pub(crate) block_file: Option<BlockFile>,
+    /// `--redis`: the jobs run on `fanout worker`s through this server.
+    pub(crate) remote: Option<RemoteArgs>,
+}
+
+/// `--redis URL --secret-file FILE`.
+#[derive(Debug)]
+pub(crate) struct RemoteArgs {
+    /// The Redis URL.
+    pub(crate) url: String,
+    /// The secret that signs every job.
+    pub(crate) secret: fanout_redis::Secret,
 }
 
 /// Where `--pipe` and `--pipepart` blocks come from.
@@ -693,10 +704,60 @@ impl HiArgs {
             shell_quote: u32::from(low.shell_quote),
             files: low.files,
             progress: low.progress,
+            remote: remote_args(&low)?,
             pipe,
             block_file,
         })
     }
+}
+
+/// `--redis` and `--secret-file`, and the options a run on workers refuses
+/// (each would silently mean something else there).
+fn remote_args(low: &LowArgs) -> anyhow::Result<Option<RemoteArgs>> {
+    let Some(url) = &low.redis else {
+        if low.secret_file.is_some() {
+            bail!("--secret-file is for --redis: give both, or neither");
+        }
+        return Ok(None);
+    };
+    let Some(path) = &low.secret_file else {
+        bail!(
+            "--redis needs --secret-file FILE: workers run only jobs signed with a shared secret \
+             (create one with: head -c 32 /dev/urandom > FILE; chmod 600 FILE), see docs/CLI.md"
+        );
+    };
+    let secret = crate::remote::read_secret(path)?;
+    let refused: [(bool, &str); 12] = [
+        (low.pipe || low.pipe_part, "--pipe and --pipepart"),
+        (low.tee, "--tee"),
+        (low.line_buffer, "--line-buffer"),
+        (low.ungroup, "--ungroup (-u)"),
+        (low.files, "--files"),
+        (low.memfree.is_some(), "--memfree"),
+        (low.load.is_some(), "--load"),
+        (low.cat || low.fifo, "--cat and --fifo"),
+        (low.nice.is_some(), "--nice"),
+        (low.term_seq.is_some(), "--term-seq"),
+        (
+            low.timeout.as_deref().is_some_and(|t| t.ends_with('%')),
+            "--timeout N%",
+        ),
+        (
+            std::env::var_os("PARALLEL_ENV").is_some_and(|v| !v.is_empty()),
+            "$PARALLEL_ENV",
+        ),
+    ];
+    if let Some((_, what)) = refused.iter().find(|(given, _)| *given) {
+        bail!(
+            "{what} with --redis is not supported by fanout: jobs on workers get no standard \
+             input, their output comes back when they end, and the worker's own settings \
+             apply; run without --redis for it"
+        );
+    }
+    Ok(Some(RemoteArgs {
+        url: url.clone(),
+        secret,
+    }))
 }
 
 /// Reports a parse error (or prints help and version, which clap reports as

@@ -488,9 +488,22 @@ pub(crate) struct LowArgs {
           value_name = "PRG", hide = true)]
     pub(crate) decompress_program: Option<String>,
 
-    /// Only ':' (this machine) is accepted: fanout runs jobs locally.
+    /// Only ':' (this machine) is accepted: for other machines use --redis
+    /// and `fanout worker` there.
     #[arg(short = 'S', long = "sshlogin", value_name = "LOGIN", action = ArgAction::Append)]
     pub(crate) sshlogin: Vec<String>,
+
+    /// Run the jobs on `fanout worker` processes through this Redis server
+    /// (redis://HOST:PORT or rediss:// for TLS), instead of on this machine;
+    /// -j is then how many jobs are out at once over every worker (needs
+    /// --secret-file).
+    #[arg(long = "redis", value_name = "URL")]
+    pub(crate) redis: Option<String>,
+
+    /// With --redis: the file holding the secret (at least 16 bytes) that
+    /// signs every job; workers run only jobs signed with their own.
+    #[arg(long = "secret-file", value_name = "FILE")]
+    pub(crate) secret_file: Option<std::path::PathBuf>,
 
     /// Show progress on stderr.
     #[arg(long = "progress")]

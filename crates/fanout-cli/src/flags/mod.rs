@@ -9,4 +9,6 @@ mod hiargs;
 mod lowargs;
 
 pub(crate) use halt::{Halt, HaltWhen, Halting, Tally};
-pub(crate) use hiargs::{HiArgs, OutputMode, Parsed, PipeSetup, ResultsSpec, Resume, TableKind};
+pub(crate) use hiargs::{
+    HiArgs, OutputMode, Parsed, PipeSetup, RemoteArgs, ResultsSpec, Resume, TableKind,
+};
