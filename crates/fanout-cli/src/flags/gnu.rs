@@ -36,7 +36,8 @@ pub(crate) struct Refused {
     pub(crate) why: &'static str,
 }
 
-const REMOTE: &str = "remote execution is not supported";
+const REMOTE: &str =
+    "ssh remote execution is not supported (for other machines: `fanout worker` and --redis)";
 const NOT_YET: &str = "not implemented";
 const RETIRED: &str = "GNU parallel has retired it too";
 

@@ -27,6 +27,10 @@ use crate::termseq::TermSeq;
 /// The GNU parallel version whose behaviour fanout follows.
 pub(crate) const GNU_VERSION: u32 = 20221122;
 
+/// `-j` with `--redis` when none is given: how many jobs are out on the
+/// workers at once.
+const REMOTE_JOBS: usize = 256;
+
 /// `--joblog-sync group` syncs when this many records are unsynced.
 const SYNC_GROUP_RECORDS: u32 = 64;
 
@@ -304,11 +308,14 @@ impl HiArgs {
         };
         let jobs = match &low.jobs {
             Some(spec) => parse_jobs(spec, ncpus)?,
+            // On workers: enough jobs out to keep 256 worker slots busy,
+            // whatever this machine's CPUs.
+            None if low.redis.is_some() => REMOTE_JOBS,
             None => ncpus,
         };
         for login in &low.sshlogin {
             if login.split(',').any(|l| l.trim() != ":") {
-                bail!("GNU parallel's --sshlogin (-S) {login:?} is not supported by fanout: remote execution is not supported (only ':', this machine)");
+                bail!("GNU parallel's --sshlogin (-S) {login:?} is not supported by fanout: only ':' (this machine); to run jobs on other machines, start `fanout worker` there and use --redis (see docs/CLI.md)");
             }
         }
         let term_seq = match &low.term_seq {

@@ -495,8 +495,8 @@ pub(crate) struct LowArgs {
 
     /// Run the jobs on `fanout worker` processes through this Redis server
     /// (redis://HOST:PORT or rediss:// for TLS), instead of on this machine;
-    /// -j is then how many jobs are out at once over every worker (needs
-    /// --secret-file).
+    /// -j is then how many jobs are out at once over every worker (default
+    /// 256) (needs --secret-file).
     #[arg(long = "redis", value_name = "URL")]
     pub(crate) redis: Option<String>,
 
