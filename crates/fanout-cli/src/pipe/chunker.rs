@@ -103,6 +103,9 @@ pub(crate) fn cut(
     loop {
         // Read up to the next multiple of the block size, or the end.
         let mut want = block - buf.len() % block;
+        // Exactly what the block needs: growing by doubling could leave a
+        // block's buffer with up to twice its size allocated.
+        buf.reserve_exact(want);
         let mut last = 1;
         while want > 0 {
             let at = buf.len();

@@ -17,8 +17,9 @@ use super::group_by::GroupBy;
 pub(crate) struct Block {
     /// Written first.
     pub(crate) header: Arc<[u8]>,
-    /// The records.
-    pub(crate) data: Arc<[u8]>,
+    /// The records (an `Arc<Vec>`, not an `Arc<[u8]>`: the block is handed
+    /// over as the reader cut it, without a copy).
+    pub(crate) data: Arc<Vec<u8>>,
 }
 
 /// A part of a file for one job (`--pipepart`): byte ranges, in order.
@@ -362,7 +363,7 @@ pub(crate) fn read_blocks(
         }
         emit(Block {
             header: header.clone(),
-            data: data.into(),
+            data: Arc::new(data),
         })
     })
 }
