@@ -112,6 +112,13 @@ impl Farm {
     }
 }
 
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap()
+}
+
 fn write_secret(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, bytes).unwrap();
@@ -264,6 +271,26 @@ fn options_a_worker_cannot_honour_are_refused_with_the_reason() {
             "{args:?}: {stderr}"
         );
     }
+    // A server nobody listens on: one clear error, from both sides.
+    let closed = format!("redis://127.0.0.1:{}", free_port());
+    let mut coordinator = fanout();
+    coordinator
+        .args(["--redis", &closed, "--secret-file"])
+        .arg(&farm.secret);
+    coordinator.args(["echo", ":::", "1"]);
+    let out = output(coordinator);
+    assert_eq!(out.status.code(), Some(255));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot connect to Redis at"), "{stderr}");
+    let mut worker = Command::new(env!("CARGO_BIN_EXE_fanout"));
+    worker
+        .args(["worker", "--redis", &closed, "--secret-file"])
+        .arg(&farm.secret);
+    let out = output(worker);
+    assert_eq!(out.status.code(), Some(255));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot connect to Redis at"), "{stderr}");
+
     let mut bare = fanout();
     bare.args(["--redis", &farm.redis.url(), "echo", ":::", "1"]);
     let out = output(bare);
@@ -453,4 +480,28 @@ fn a_large_output_comes_back_whole_through_bounded_chunks() {
     assert_eq!(out.stdout.len(), 40_000_000);
     assert!(out.stdout[..20_000_000].iter().all(|&b| b == b'a'));
     assert!(out.stdout[20_000_000..].iter().all(|&b| b == b'b'));
+}
+
+#[test]
+fn a_worker_serves_again_once_a_restarted_redis_is_back() {
+    let Some(mut farm) = Farm::start() else {
+        return;
+    };
+    farm.worker("w1", &["-j", "2"]);
+    let out = output(farm.coordinator(&["-k", "echo", ":::", "before"]));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "before\n");
+    // The server dies (its data with it: no persistence here) and comes
+    // back on the same port; the worker reconnects by itself.
+    farm.redis.crash_and_restart();
+    let out = output(farm.coordinator(&["-k", "echo", ":::", "after", "again"]));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "after\nagain\n");
+    // The worker process is the same one.
+    assert_eq!(farm.workers.len(), 1);
+    assert!(farm.workers[0].child.try_wait().unwrap().is_none());
 }
