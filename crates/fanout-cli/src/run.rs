@@ -126,6 +126,7 @@ impl Plan {
             bar,
             tally: Tally::default(),
             stopping: Stopping::new(env, remote.clone()),
+            unreported: 0,
         };
         // -k --line-buffer: the oldest job's spool files are read for new
         // lines this often while it runs, as GNU parallel's loop does.
@@ -194,6 +195,8 @@ struct Run {
     bar: Option<ProgressBar>,
     tally: Tally,
     stopping: Stopping,
+    /// Jobs that could not run after the first one the run stopped for.
+    unreported: u64,
 }
 
 impl Run {
@@ -214,7 +217,14 @@ impl Run {
                 return self.never_started(seq);
             }
             Ok(starter::JobEnd::Failed(message)) => {
-                self.say(&format!("fanout: {message}\n"));
+                // The first such message says why the run stops; the jobs
+                // that fail after it (often for the same reason) are
+                // counted, and summed up at the end.
+                if self.stopping.why == Some(EndReason::ToolError) {
+                    self.unreported += 1;
+                } else {
+                    self.say(&format!("fanout: {message}\n"));
+                }
                 self.stopping.now(EndReason::ToolError);
                 return self.never_started(seq);
             }
@@ -367,6 +377,10 @@ impl Run {
         }
         if let Some(bar) = self.bar {
             bar.finish_and_clear();
+        }
+        if self.unreported > 0 {
+            let (n, s) = (self.unreported, if self.unreported == 1 { "" } else { "s" });
+            eprintln!("fanout: {n} more job{s} could not run either");
         }
         Ending {
             why: self.stopping.why,

@@ -505,3 +505,43 @@ fn a_worker_serves_again_once_a_restarted_redis_is_back() {
     assert_eq!(farm.workers.len(), 1);
     assert!(farm.workers[0].child.try_wait().unwrap().is_none());
 }
+
+#[test]
+fn a_redis_that_loses_the_run_mid_way_stops_it_with_one_clear_error() {
+    let Some(mut farm) = Farm::start() else {
+        return;
+    };
+    farm.worker("w1", &["-j", "4"]);
+    let coordinator = farm
+        .coordinator(&[
+            "-j",
+            "4",
+            "sleep 2.371; echo {}",
+            ":::",
+            "1",
+            "2",
+            "3",
+            "4",
+            "5",
+            "6",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("the jobs run", || {
+        processes_matching("sleep 2.371").len() == 4
+    });
+    // No persistence: the restarted server has forgotten the run.
+    farm.redis.crash_and_restart();
+    let out = coordinator.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(255), "{stderr}");
+    assert_eq!(stderr.matches("lost run").count(), 1, "{stderr}");
+    assert!(stderr.contains("appendonly yes"), "{stderr}");
+    assert!(
+        stderr.contains("more jobs could not run either"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+}
