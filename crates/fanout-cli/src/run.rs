@@ -17,11 +17,11 @@ use crate::flags::{Halt, HaltWhen, Halting, Tally};
 use crate::job::{self, Finished, JobEnv};
 use crate::joblog::{JobRecord, Joblog};
 use crate::output::{self, Printable, Printer};
-use crate::plan::Plan;
+use crate::plan::{Plan, Signals};
 use crate::remote::client::Remote;
 use crate::results::{ResultFiles, Row};
 use crate::spawn;
-use crate::starter::{self, Ran};
+use crate::starter::{self, Ran, Starter};
 
 /// GNU parallel's exit code for an error of the tool itself.
 pub(crate) const TOOL_ERROR: i32 = 255;
@@ -99,24 +99,9 @@ impl Plan {
         if let (Some(bar), Some(remote)) = (&bar, &remote) {
             tokio::spawn(show_workers(bar.clone(), remote.clone()));
         }
-        // Jobs are never dropped by the engine (`Duration::MAX` grace): each
-        // job reaps its own process, and fanout terminates the process
-        // groups itself when the run stops. A finished job holds its slot
-        // until this loop has taken it (window 0): the halt policy decides
-        // on it before the next job starts, as in GNU parallel.
-        let mut stream = {
-            let starter = starter.clone();
-            fanout::fan_out_keyed(jobs)
-                .limit(limit)
-                .window(0)
-                .grace(Duration::MAX)
-                .panics(PanicPolicy::AsError)
-                .stream(Order::Completion, move |task, made| {
-                    starter.clone().start(*task.key(), made)
-                })
-        };
+        let stream = engine(jobs, limit, &starter);
         let mut run = Run {
-            starter: starter.clone(),
+            starter,
             halt,
             total_jobs,
             joblog,
@@ -128,14 +113,47 @@ impl Plan {
             stopping: Stopping::new(env, remote.clone()),
             unreported: 0,
         };
+        run.drive(stream, &mut signals).await;
+        if let Some(remote) = &remote {
+            remote.finish().await;
+        }
+        run.finish()
+    }
+}
+
+/// The jobs as the engine runs them: ends in completion order.
+type JobStream = fanout::TaskStream<u64, starter::JobEnd, Infallible>;
+
+/// The library's engine over the jobs. Jobs are never dropped by it
+/// (`Duration::MAX` grace): each job reaps its own process, and fanout
+/// terminates the process groups itself when the run stops. A finished job
+/// holds its slot until the loop has taken it (window 0): the halt policy
+/// decides on it before the next job starts, as in GNU parallel.
+fn engine(jobs: crate::plan::Jobs, limit: usize, starter: &Arc<Starter>) -> JobStream {
+    let starter = starter.clone();
+    fanout::fan_out_keyed(jobs)
+        .limit(limit)
+        .window(0)
+        .grace(Duration::MAX)
+        .panics(PanicPolicy::AsError)
+        .stream(Order::Completion, move |task, made| {
+            starter.clone().start(*task.key(), made)
+        })
+}
+
+impl Run {
+    /// The loop: takes each job as it ends, and the signals, a closed
+    /// stdout and the `--term-seq` steps as they come, until the engine has
+    /// no job left.
+    async fn drive(&mut self, mut stream: JobStream, signals: &mut Signals) {
         // -k --line-buffer: the oldest job's spool files are read for new
         // lines this often while it runs, as GNU parallel's loop does.
         let mut live_tick = tokio::time::interval(Duration::from_millis(20));
         live_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let live = run.printer.is_live();
+        let live = self.printer.is_live();
         loop {
-            if run.stopping.take_cancel() {
-                starter.refuse_new();
+            if self.stopping.take_cancel() {
+                self.starter.refuse_new();
                 stream.cancel();
             }
             let event = tokio::select! {
@@ -143,31 +161,27 @@ impl Plan {
                 _ = signals.interrupt.recv() => Event::Signal(libc::SIGINT),
                 _ = signals.terminate.recv() => Event::Signal(libc::SIGTERM),
                 () = output::BROKEN_PIPE_NOTIFY.notified() => Event::BrokenPipe,
-                () = sleep_until(run.stopping.kill_at) => Event::KillNow,
+                () = sleep_until(self.stopping.kill_at) => Event::KillNow,
                 Some(()) = next_signal(&mut signals.child) => Event::ChildExited,
                 _ = live_tick.tick(), if live => Event::PrintLive,
             };
-            for seq in starter.take_started() {
-                run.printer.started(seq);
+            for seq in self.starter.take_started() {
+                self.printer.started(seq);
             }
             match event {
-                Event::Job(Some((seq, outcome))) => run.on_job(seq, outcome),
-                Event::Job(None) => break,
-                Event::Signal(sig) => run.stopping.signal(sig),
-                Event::BrokenPipe => run.stopping.now(EndReason::BrokenPipe),
-                Event::KillNow => run.stopping.kill_now(),
-                Event::ChildExited => run.stopping.reap_orphans(),
+                Event::Job(Some((seq, outcome))) => self.on_job(seq, outcome),
+                Event::Job(None) => return,
+                Event::Signal(sig) => self.stopping.signal(sig),
+                Event::BrokenPipe => self.stopping.now(EndReason::BrokenPipe),
+                Event::KillNow => self.stopping.kill_now(),
+                Event::ChildExited => self.stopping.reap_orphans(),
                 Event::PrintLive => {
-                    if let Err(e) = run.printer.poll_live() {
-                        run.stopping.output_failed(&e);
+                    if let Err(e) = self.printer.poll_live() {
+                        self.stopping.output_failed(&e);
                     }
                 }
             }
         }
-        if let Some(remote) = &remote {
-            remote.finish().await;
-        }
-        run.finish()
     }
 }
 
@@ -185,7 +199,7 @@ async fn show_workers(bar: ProgressBar, remote: Arc<Remote>) {
 
 /// The run loop's state.
 struct Run {
-    starter: Arc<crate::starter::Starter>,
+    starter: Arc<Starter>,
     halt: Option<Halt>,
     total_jobs: u64,
     joblog: Option<Joblog>,
