@@ -8,11 +8,12 @@
 #     2 workers of -j 8 (coordinator -j 16): wall time, jobs/s, and what
 #     Redis adds per job, (remote - local) / N.
 # (b) Throughput of short jobs: M jobs of `sleep 0.1` over 4 workers of
-#     -j 16 (coordinator -j 64), against the ideal M * 0.1 / 64 s. (-N0:
+#     -j 16 (coordinator -j 64), against the ideal M * 0.1 / 64 s, and the
+#     same jobs run locally at -j 64 (what this machine can do). (-N0:
 #     each job takes an input but is given none; `sleep 0.1 N` would sleep
 #     0.1 + N seconds.)
 #
-# The three measurements run in the same rounds, interleaved (the order
+# The four measurements run in the same rounds, interleaved (the order
 # rotated every round, round 0 a warm-up that is not counted), so that load
 # from other processes falls on all alike; figures are medians over the
 # rounds. The pools of (a) and (b) serve different Redis databases, so
@@ -85,19 +86,20 @@ for i in 1 2 3 4; do worker "$URL_B" 16 "b$i"; done
 
 seq "$N" >"$WORK/true-inputs"
 seq "$M" >"$WORK/sleep-inputs"
-names=(local remote sleep)
+names=(local remote sleep sleeplocal)
 declare -A cmd=(
     [local]="$FANOUT -j 8 -a $WORK/true-inputs true"
     [remote]="$FANOUT --redis $URL_A --secret-file $WORK/secret -j 16 -a $WORK/true-inputs true"
     [sleep]="$FANOUT --redis $URL_B --secret-file $WORK/secret -j 64 -N0 -a $WORK/sleep-inputs sleep 0.1"
+    [sleeplocal]="$FANOUT -j 64 -N0 -a $WORK/sleep-inputs sleep 0.1"
 )
 
 # Rounds: one line per round, "local remote sleep" wall times in seconds.
 : >"$WORK/times"
 for ((r = 0; r <= ROUNDS; r++)); do
     declare -A took=()
-    for ((k = 0; k < 3; k++)); do
-        name=${names[$(((r + k) % 3))]}
+    for ((k = 0; k < 4; k++)); do
+        name=${names[$(((r + k) % 4))]}
         start=$EPOCHREALTIME
         if ! ${cmd[$name]} >/dev/null 2>"$WORK/run.err"; then
             echo "round $r, $name failed:" >&2
@@ -108,7 +110,7 @@ for ((r = 0; r <= ROUNDS; r++)); do
         echo "round $r $name: ${took[$name]} s" >&2
     done
     if ((r > 0)); then
-        echo "${took[local]} ${took[remote]} ${took[sleep]}" >>"$WORK/times"
+        echo "${took[local]} ${took[remote]} ${took[sleep]} ${took[sleeplocal]}" >>"$WORK/times"
     fi
 done
 LOAD_AFTER=$(load)
@@ -119,17 +121,18 @@ function median(a, k,    i, j, t, b) {
     for (i = 2; i <= k; i++) for (j = i; j > 1 && b[j - 1] > b[j]; j--) { t = b[j]; b[j] = b[j - 1]; b[j - 1] = t }
     return k % 2 ? b[(k + 1) / 2] : (b[k / 2] + b[k / 2 + 1]) / 2
 }
-{ k++; l[k] = $1; r[k] = $2; s[k] = $3; o[k] = ($2 - $1) / n * 1e6 }
+{ k++; l[k] = $1; r[k] = $2; s[k] = $3; sl[k] = $4; o[k] = ($2 - $1) / n * 1e6 }
 END {
     ideal = m * 0.1 / 64
-    ml = median(l, k); mr = median(r, k); ms = median(s, k)
+    ml = median(l, k); mr = median(r, k); ms = median(s, k); msl = median(sl, k)
     printf "`fanout --redis` on loopback, %d rounds (medians; round 0 a warm-up, not counted)\n\n", rounds
     print "| measurement | wall time (s) | jobs/s | per-round times (s) | figure |"
     print "|---|---:|---:|---|---|"
-    lt = rt = st = ""
-    for (i = 1; i <= k; i++) { lt = lt (i > 1 ? ", " : "") l[i]; rt = rt (i > 1 ? ", " : "") r[i]; st = st (i > 1 ? ", " : "") s[i] }
+    lt = rt = st = slt = ""
+    for (i = 1; i <= k; i++) { lt = lt (i > 1 ? ", " : "") l[i]; rt = rt (i > 1 ? ", " : "") r[i]; st = st (i > 1 ? ", " : "") s[i]; slt = slt (i > 1 ? ", " : "") sl[i] }
     printf "| (a) %d x `true`, local, -j 8 | %.3f | %.0f | %s | |\n", n, ml, n / ml, lt
     printf "| (a) %d x `true`, 2 workers -j 8, coordinator -j 16 | %.3f | %.0f | %s | overhead per job: %.0f µs (median of per-round (remote - local) / %d) |\n", n, mr, n / mr, rt, median(o, k), n
     printf "| (b) %d x `sleep 0.1`, 4 workers -j 16, coordinator -j 64 | %.3f | %.0f | %s | %.2fx the ideal %.4f s |\n", m, ms, m / ms, st, ms / ideal, ideal
+    printf "| (b) the same %d jobs locally, -j 64 | %.3f | %.0f | %s | %.2fx the ideal |\n", m, msl, m / msl, slt, msl / ideal
     printf "| load average (1, 5, 15 min) | | | | before: %s; after: %s |\n", before, after
 }' "$WORK/times"

@@ -99,15 +99,15 @@ pub(crate) struct JobEnv {
     pub(crate) base_env: Arc<BaseEnv>,
     /// Threads that start the jobs' processes (none with one job at a
     /// time: the runtime's thread does it).
-    pub(crate) spawner: Option<spawn::Spawner>,
+    pub(crate) spawner: Option<Arc<spawn::Spawner>>,
     /// `/dev/null`, every job's stdin.
-    pub(crate) devnull: File,
+    pub(crate) devnull: Arc<File>,
     /// The stack a child uses between `clone` and `execve`.
-    pub(crate) stack: Mutex<Vec<u8>>,
+    pub(crate) stack: Arc<Mutex<Vec<u8>>>,
     /// Programs found in `$PATH`, by name.
-    pub(crate) programs: Mutex<HashMap<String, CString>>,
+    pub(crate) programs: Arc<Mutex<HashMap<String, CString>>>,
     /// Empty spool files of finished jobs, ready for the next ones.
-    pub(crate) spools: Mutex<Vec<File>>,
+    pub(crate) spools: Arc<Mutex<Vec<File>>>,
     /// At most this many spool files are kept for reuse.
     pub(crate) max_spools: usize,
     /// Jobs killed because free memory fell below half of `--memfree`.
@@ -179,7 +179,7 @@ impl JobEnv {
         let jobs = config.jobs;
         let threads = crate::cpus::Cpus::detect().threads.min(jobs);
         let spawner = if threads > 1 {
-            Some(spawn::Spawner::new(threads)?)
+            Some(Arc::new(spawn::Spawner::new(threads)?))
         } else {
             None
         };
@@ -189,14 +189,37 @@ impl JobEnv {
             stopping: AtomicBool::new(false),
             base_env,
             spawner,
-            devnull: File::open("/dev/null")?,
-            stack: Mutex::new(Vec::new()),
-            programs: Mutex::new(HashMap::new()),
-            spools: Mutex::new(Vec::new()),
+            devnull: Arc::new(File::open("/dev/null")?),
+            stack: Arc::new(Mutex::new(Vec::new())),
+            programs: Arc::new(Mutex::new(HashMap::new())),
+            spools: Arc::new(Mutex::new(Vec::new())),
             max_spools: 2 * jobs + 16,
             memory_killed: Mutex::new(std::collections::HashSet::new()),
             live: None,
         })
+    }
+
+    /// Settings `config` for jobs that share everything else with `like`'s:
+    /// the environment, `/dev/null`, the spawning threads, the clone stack,
+    /// the programs found and the spool files kept for reuse; with a table
+    /// of process groups and a stop flag of their own. For `fanout
+    /// worker`, whose jobs each come with their own settings and are
+    /// stopped one by one.
+    pub(crate) fn sharing(config: JobConfig, like: &JobEnv) -> JobEnv {
+        JobEnv {
+            config,
+            groups: Mutex::new(HashMap::new()),
+            stopping: AtomicBool::new(false),
+            base_env: like.base_env.clone(),
+            spawner: like.spawner.clone(),
+            devnull: like.devnull.clone(),
+            stack: like.stack.clone(),
+            programs: like.programs.clone(),
+            spools: like.spools.clone(),
+            max_spools: like.max_spools,
+            memory_killed: Mutex::new(std::collections::HashSet::new()),
+            live: None,
+        }
     }
 
     /// The path to execute for `program` (looked up in `$PATH` once).

@@ -25,7 +25,6 @@ use super::{RemoteEnd, RemoteJob, CHUNK, JOBS, STDERR, STDOUT};
 use crate::job::{self, Capture, JobConfig, JobEnv, JobSpec};
 use crate::limits::Timeout;
 use crate::pipe::Stdin;
-use crate::spawn::BaseEnv;
 use crate::termseq::TermSeq;
 
 /// `fanout worker`: run the jobs of `fanout --redis` coordinators here.
@@ -141,7 +140,15 @@ async fn serve(args: WorkerArgs) -> anyhow::Result<()> {
         shell_quote: 0,
         block_file: None,
     };
-    let base = Arc::new(JobEnv::base_env(&config));
+    // What every job shares (spawning threads, program paths, reused spool
+    // files); each job gets its own settings and stop flag on top.
+    let shared = Arc::new(
+        JobEnv::new(JobConfig {
+            jobs,
+            ..config.clone()
+        })
+        .context("cannot open /dev/null")?,
+    );
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     crate::spawn::dispositions_changed();
@@ -158,7 +165,7 @@ async fn serve(args: WorkerArgs) -> anyhow::Result<()> {
     let worker = worker
         .on_ready(move || eprintln!("{ready}"))
         .serve(&JOBS, move |ctx, job| {
-            run_job(ctx, job, config.clone(), base.clone())
+            run_job(ctx, job, config.clone(), shared.clone())
         });
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
@@ -190,16 +197,14 @@ async fn run_job(
     ctx: RemoteCtx,
     job: RemoteJob,
     mut config: JobConfig,
-    base: Arc<BaseEnv>,
+    shared: Arc<JobEnv>,
 ) -> Result<RemoteEnd, String> {
     config.timeout = job
         .timeout_ms
         .map(|ms| Arc::new(Timeout::Fixed(Duration::from_millis(ms))));
     config.attempts = job.attempts.max(1);
     config.slot_var = job.slot_var;
-    let env = Arc::new(
-        JobEnv::with_base(config, base).map_err(|e| format!("cannot open /dev/null: {e}"))?,
-    );
+    let env = Arc::new(JobEnv::sharing(config, &shared));
     let spec = JobSpec {
         seq: job.seq,
         slot: job.slot,
