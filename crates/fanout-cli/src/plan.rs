@@ -20,7 +20,7 @@ use crate::joblog::{Joblog, Skip};
 use crate::leftovers;
 use crate::output::{Destination, LiveSpools, Printer};
 use crate::pipe::Feed;
-use crate::remote::client::Remote;
+use crate::remote::client::{Connected, Remote};
 use crate::results::{ResultFiles, Table};
 use crate::spawn;
 use crate::starter::{PipeSource, Starter};
@@ -105,6 +105,14 @@ impl Plan {
             args.total_jobs,
             args.jobs,
         )?));
+        // The Redis server next (`--redis`), before the journal is touched.
+        // Nothing runs remotely in a dry run or with --shell-quote.
+        let remote = match args.remote.take() {
+            Some(remote) if !args.dry_run && args.shell_quote == 0 => {
+                Some(Connected::connect(remote).await?)
+            }
+            _ => None,
+        };
         let (joblog, skip) = if args.dry_run {
             // GNU parallel writes no joblog in a dry run.
             (None, Skip::new())
@@ -226,12 +234,11 @@ impl Plan {
                 }
             }
         };
-        // Nothing runs remotely in a dry run or with --shell-quote.
-        let remote = match args.remote.take() {
-            Some(remote) if !args.dry_run && args.shell_quote == 0 => Some(Arc::new(
-                Remote::start(remote, args.jobs, args.joblog.as_deref()).await?,
+        let remote = match remote {
+            Some(connected) => Some(Arc::new(
+                connected.start(args.jobs, args.joblog.as_deref()).await?,
             )),
-            _ => None,
+            None => None,
         };
         let starter = Arc::new(Starter::new(
             &args,

@@ -272,16 +272,24 @@ fn options_a_worker_cannot_honour_are_refused_with_the_reason() {
         );
     }
     // A server nobody listens on: one clear error, from both sides.
+    // The coordinator fails before it touches anything: a joblog of an
+    // earlier run is left as it was.
     let closed = format!("redis://127.0.0.1:{}", free_port());
+    let log = farm.path("earlier-joblog");
+    std::fs::write(&log, "an earlier run's joblog\n").unwrap();
     let mut coordinator = fanout();
     coordinator
         .args(["--redis", &closed, "--secret-file"])
         .arg(&farm.secret);
-    coordinator.args(["echo", ":::", "1"]);
+    coordinator.arg("--joblog").arg(&log).args(["echo", ":::", "1"]);
     let out = output(coordinator);
     assert_eq!(out.status.code(), Some(255));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("cannot connect to Redis at"), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "an earlier run's joblog\n"
+    );
     let mut worker = Command::new(env!("CARGO_BIN_EXE_fanout"));
     worker
         .args(["worker", "--redis", &closed, "--secret-file"])

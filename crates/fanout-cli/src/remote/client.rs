@@ -95,21 +95,36 @@ impl futures_core::Stream for Jobs {
     }
 }
 
-impl Remote {
-    /// Connects to the Redis server and starts the remote run, which takes
-    /// at most `limit` jobs at once. With `joblog`, cancels the run a
-    /// killed earlier coordinator of the same joblog left behind.
+/// A coordinator connected to the Redis server, before its run starts.
+pub(crate) struct Connected {
+    coordinator: Coordinator<RedisBroker>,
+    shown: String,
+}
+
+impl Connected {
+    /// Connects to the Redis server (before anything else is touched, so
+    /// that an unreachable server costs nothing).
     ///
     /// # Errors
     /// The server cannot be reached, or refuses the connection.
-    pub(crate) async fn start(
-        args: RemoteArgs,
-        limit: usize,
-        joblog: Option<&Path>,
-    ) -> anyhow::Result<Remote> {
+    pub(crate) async fn connect(args: RemoteArgs) -> anyhow::Result<Connected> {
         let broker = super::connect(&args.url).await?;
         let shown = broker.url().to_owned();
-        let coordinator = Coordinator::new(broker).with_secret(args.secret);
+        Ok(Connected {
+            coordinator: Coordinator::new(broker).with_secret(args.secret),
+            shown,
+        })
+    }
+
+    /// Starts the remote run, which takes at most `limit` jobs at once.
+    /// With `joblog` (opened, hence locked, by now), first cancels the run a
+    /// killed earlier coordinator of the same joblog left behind.
+    ///
+    /// # Errors
+    /// The server fails, or the run's id cannot be written next to the
+    /// joblog.
+    pub(crate) async fn start(self, limit: usize, joblog: Option<&Path>) -> anyhow::Result<Remote> {
+        let Connected { coordinator, shown } = self;
         let id_file = joblog.map(|p| {
             let mut name = p.as_os_str().to_owned();
             name.push(".redis-run");
@@ -175,7 +190,9 @@ impl Remote {
             url: shown,
         })
     }
+}
 
+impl Remote {
     /// How many workers are serving jobs now.
     pub(crate) async fn workers(&self) -> Option<usize> {
         self.coordinator.workers(&JOBS).await.ok()
