@@ -281,7 +281,10 @@ fn options_a_worker_cannot_honour_are_refused_with_the_reason() {
     coordinator
         .args(["--redis", &closed, "--secret-file"])
         .arg(&farm.secret);
-    coordinator.arg("--joblog").arg(&log).args(["echo", ":::", "1"]);
+    coordinator
+        .arg("--joblog")
+        .arg(&log)
+        .args(["echo", ":::", "1"]);
     let out = output(coordinator);
     assert_eq!(out.status.code(), Some(255));
     let stderr = String::from_utf8_lossy(&out.stderr);
