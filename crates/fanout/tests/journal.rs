@@ -4,6 +4,7 @@
 //! that appends records at random instants; the tests here check the lock,
 //! the sidecar, the sync policies and the record format.
 
+mod common;
 #[path = "journal/sigkill.rs"]
 mod sigkill;
 #[path = "journal/torn.rs"]

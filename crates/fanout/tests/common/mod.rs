@@ -3,7 +3,9 @@
 //! at once, an event log with a global sequence number ([`Log`]), a
 //! future-level [`catch_unwind`], a panic hook that keeps intentional panics
 //! out of the test output, a guard whose destructor panics, duration and
-//! clock helpers, the hang bound, and the runtimes the tests build by hand.
+//! clock helpers, the hang bound, the runtimes the tests build by hand,
+//! what the model tests' task bodies did ([`Bodies`]), and the SIGKILL
+//! trials' seeded instants ([`Rng`], [`kill_soon`]).
 #![allow(dead_code, reason = "each test file uses a different subset")]
 
 use std::any::Any;
@@ -287,4 +289,65 @@ pub(crate) fn multi_thread_runtime(workers: usize) -> Runtime {
         .enable_all()
         .build()
         .expect("multi_thread runtime")
+}
+
+/// What the task bodies of a model test did: how many were alive (and the
+/// most at once), and when each input's attempts started, in ms since the
+/// run began.
+pub(crate) struct Bodies {
+    pub(crate) t0: Instant,
+    pub(crate) live: Live,
+    pub(crate) starts: Mutex<Vec<Vec<u64>>>,
+}
+
+impl Bodies {
+    /// For `n` inputs; the clock starts now.
+    pub(crate) fn new(n: usize) -> Arc<Self> {
+        Arc::new(Self {
+            t0: Instant::now(),
+            live: Live::new(),
+            starts: Mutex::new(vec![Vec::new(); n]),
+        })
+    }
+
+    /// Milliseconds since the run began.
+    pub(crate) fn now_ms(&self) -> u64 {
+        since(self.t0)
+    }
+
+    /// A body for input `index` starts: counted alive until the guard drops.
+    pub(crate) fn enter(&self, index: usize) -> LiveGuard {
+        let guard = self.live.guard();
+        self.starts.lock().unwrap()[index].push(self.now_ms());
+        guard
+    }
+}
+
+/// xorshift64*: small, seeded, good enough to pick instants.
+pub(crate) struct Rng(pub(crate) u64);
+
+impl Rng {
+    /// A number below `n`.
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+    }
+}
+
+/// Spins for a random instant under 400 µs, then SIGKILLs `child` unless it
+/// has ended already (then it is not killed); `true` if the kill ended it.
+pub(crate) fn kill_soon(child: &mut std::process::Child, rng: &mut Rng) -> bool {
+    let spin = Duration::from_micros(rng.below(400));
+    let start = std::time::Instant::now();
+    while start.elapsed() < spin {
+        std::hint::spin_loop();
+    }
+    if child.try_wait().unwrap().is_some() {
+        return false;
+    }
+    // `Child::kill` is SIGKILL.
+    child.kill().unwrap();
+    !child.wait().unwrap().success()
 }

@@ -19,15 +19,14 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use fanout::journal::{parse, Fingerprint, JsonOutcomes, Options, RecordedFailures, RunError};
 use fanout::{fan_out_keyed, Cause, Order, Outcome, Panic, PanicPolicy, TaskCtx, TaskError};
 use proptest::prelude::*;
-use tokio::time::Instant;
 
-use crate::common::{paused_runtime, quiet_intentional_panics, since, Live, LiveGuard};
+use crate::common::{paused_runtime, quiet_intentional_panics, since, Bodies};
 
 type Format = JsonOutcomes<u32, u64, u32>;
 
@@ -244,29 +243,6 @@ fn allowed_at_stop(plan: &Plan, sim: &Sim, t: u64, i: usize) -> BTreeSet<Seen> {
     set
 }
 
-/// What the task bodies did: live count, highest live count, start times.
-struct Recorder {
-    t0: Instant,
-    live: Live,
-    starts: Mutex<Vec<Vec<u64>>>,
-}
-
-impl Recorder {
-    fn new(n: usize) -> Arc<Self> {
-        Arc::new(Self {
-            t0: Instant::now(),
-            live: Live::new(),
-            starts: Mutex::new(vec![Vec::new(); n]),
-        })
-    }
-
-    fn enter(&self, index: usize) -> LiveGuard {
-        let guard = self.live.guard();
-        self.starts.lock().unwrap()[index].push(since(self.t0));
-        guard
-    }
-}
-
 /// What one run produced.
 #[derive(Debug)]
 enum Observed {
@@ -293,7 +269,7 @@ fn execute(
     rt: &tokio::runtime::Runtime,
     plan: &Plan,
     path: &std::path::Path,
-    rec: &Arc<Recorder>,
+    rec: &Arc<Bodies>,
 ) -> Observed {
     let journal = options().resume(path, Format::new()).unwrap().journal;
     let r = rec.clone();
@@ -396,7 +372,7 @@ fn check(plan: &Plan) -> Result<(), TestCaseError> {
     let prior_bytes = std::fs::read(&path).unwrap();
     let rt = paused_runtime();
     // Inside the runtime, so that its time 0 is the paused clock's.
-    let rec = rt.block_on(async { Recorder::new(n) });
+    let rec = rt.block_on(async { Bodies::new(n) });
     let observed = execute(&rt, plan, &path, &rec);
 
     prop_assert_eq!(rec.live.now(), 0, "live task bodies when the run returned");

@@ -16,12 +16,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use fanout::journal::{RecordedFailures, SyncPolicy};
 use fanout::{fan_out_keyed, Order};
 
 use super::{expected, inputs, journal_path, key, options, plain, records_in};
+use crate::common::{kill_soon, Rng};
 
 /// Set, to the journal's path, in the child's environment.
 const CHILD_ENV: &str = "FANOUT_DURABLE_TEST_CHILD";
@@ -34,18 +35,6 @@ const SEED_ENV: &str = "FANOUT_DURABLE_TEST_SEED";
 const KEYS: u64 = 20_000;
 /// How many kills the trial makes.
 const KILLS: usize = 60;
-
-/// xorshift64*: small, seeded, good enough to pick instants.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
-    }
-}
 
 /// A line the child printed (the test harness may print its own text before
 /// it on the same line).
@@ -202,18 +191,9 @@ fn sigkill_at_random_instants_never_reruns_a_recorded_task_nor_loses_or_repeats_
             );
             refusals += 1;
         }
-        let spin = Duration::from_micros(rng.below(400));
-        let start = Instant::now();
-        while start.elapsed() < spin {
-            std::hint::spin_loop();
-        }
         // A child that ended already is not killed.
-        if process.try_wait().unwrap().is_none() {
-            // `Child::kill` is SIGKILL.
-            process.kill().unwrap();
-            if !process.wait().unwrap().success() {
-                kills += 1;
-            }
+        if kill_soon(&mut process, &mut rng) {
+            kills += 1;
         }
         for line in lines {
             if let Some(said) = said(&line.unwrap()) {

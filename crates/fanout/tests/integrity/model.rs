@@ -21,16 +21,14 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use fanout::{fan_out, Cause, Order, PanicPolicy, TaskCtx, TaskError};
 use proptest::prelude::*;
-use tokio::time::Instant;
 
 use crate::common::{
-    self, catch_unwind, multi_thread_runtime, paused_runtime, quiet_intentional_panics, since,
-    Live, LiveGuard,
+    self, catch_unwind, multi_thread_runtime, paused_runtime, quiet_intentional_panics, Bodies,
 };
 
 /// The deadline set whenever a plan can hang: far beyond any finite plan.
@@ -253,33 +251,6 @@ fn allowed(plan: &Plan, sim: &Sim, stop: StopKind, i: usize) -> BTreeSet<Seen> {
     set
 }
 
-/// What the task bodies did: live count, highest live count, start times.
-struct Recorder {
-    t0: Instant,
-    live: Live,
-    starts: Mutex<Vec<Vec<u64>>>,
-}
-
-impl Recorder {
-    fn new(n: usize) -> Arc<Self> {
-        Arc::new(Self {
-            t0: Instant::now(),
-            live: Live::new(),
-            starts: Mutex::new(vec![Vec::new(); n]),
-        })
-    }
-
-    fn now_ms(&self) -> u64 {
-        since(self.t0)
-    }
-
-    fn enter(&self, index: usize) -> LiveGuard {
-        let guard = self.live.guard();
-        self.starts.lock().unwrap()[index].push(self.now_ms());
-        guard
-    }
-}
-
 /// What one run produced.
 #[derive(Debug)]
 enum Observed {
@@ -310,7 +281,7 @@ struct Outcome {
     live_at_end: usize,
 }
 
-fn execute(rt: &tokio::runtime::Runtime, plan: &Plan, rec: &Arc<Recorder>) -> Outcome {
+fn execute(rt: &tokio::runtime::Runtime, plan: &Plan, rec: &Arc<Bodies>) -> Outcome {
     let steps = plan.steps.clone();
     let r = rec.clone();
     let task = move |ctx: TaskCtx<usize>, step: Step| {
@@ -467,7 +438,7 @@ fn check(plan: &Plan) -> Result<(), TestCaseError> {
     let allowed: Vec<BTreeSet<Seen>> = (0..n).map(|i| allowed(plan, &sim, stop, i)).collect();
     let rt = paused_runtime();
     // Inside the runtime, so that its time 0 is the paused clock's.
-    let rec = rt.block_on(async { Recorder::new(n) });
+    let rec = rt.block_on(async { Bodies::new(n) });
     let out = execute(&rt, plan, &rec);
 
     // No orphans and bounded: nothing alive when the run returns; never more
@@ -794,7 +765,7 @@ fn check_multi_thread(
     quiet_intentional_panics();
     let n = plan.len();
     let rt = multi_thread_runtime(2);
-    let rec = rt.block_on(async { Recorder::new(n) });
+    let rec = rt.block_on(async { Bodies::new(n) });
     let r = rec.clone();
     let task = move |ctx: TaskCtx<usize>, (kind, yields): (Kind, u8)| {
         let r = r.clone();

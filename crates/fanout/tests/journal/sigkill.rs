@@ -12,9 +12,10 @@
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::{format, journal_path, key, options};
+use crate::common::{kill_soon, Rng};
 use fanout::journal::{parse, sidecar_path, Error, SyncPolicy};
 
 /// Set, to the journal's path, in the child's environment.
@@ -31,18 +32,6 @@ const BATCH: u64 = 1000;
 const KEYS: u64 = 70_000;
 /// How many kills the trial makes.
 const KILLS: usize = 60;
-
-/// xorshift64*: small, seeded, good enough to pick instants.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
-    }
-}
 
 /// The key of a child's `recorded K` line (the test harness may print its
 /// own text before it on the same line).
@@ -107,18 +96,9 @@ fn sigkill_at_random_instants_never_loses_a_reported_record_nor_records_one_twic
             assert!(matches!(err, Error::Locked { .. }), "{err:?}");
             refusals += 1;
         }
-        let spin = Duration::from_micros(rng.below(400));
-        let start = Instant::now();
-        while start.elapsed() < spin {
-            std::hint::spin_loop();
-        }
         // A child that finished its batch already is not killed.
-        if child.try_wait().unwrap().is_none() {
-            // `Child::kill` is SIGKILL.
-            child.kill().unwrap();
-            if !child.wait().unwrap().success() {
-                kills += 1;
-            }
+        if kill_soon(&mut child, &mut rng) {
+            kills += 1;
         }
         for line in lines {
             if let Some(k) = reported_key(&line.unwrap()) {
